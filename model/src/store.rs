@@ -333,6 +333,9 @@ pub fn versionstamp(version: Version, order: u16) -> [u8; VERSIONSTAMP_LEN] {
     out
 }
 
+/// A key-value pair as range reads return it.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A key's committed history: `(version, value)` in ascending version order; `None` = deleted.
 type History = Vec<(Version, Option<Vec<u8>>)>;
 
@@ -459,14 +462,12 @@ impl Store {
         reverse: bool,
         mode: ReadMode,
         now_ms: u64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         self.check_age(txn, now_ms)?;
         let limit = limit.unwrap_or(usize::MAX);
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut out: Vec<KeyValue> = Vec::new();
         if range.is_empty() || limit == 0 {
-            if mode == ReadMode::Serializable && !range.is_empty() {
-                // A zero-limit read observed nothing; it records nothing.
-            }
+            // A zero-limit read observed nothing, so it records no conflict range.
             return Ok(out);
         }
         // Merge committed keys with the transaction's own overlay, in the requested direction.
@@ -474,7 +475,8 @@ impl Store {
         let own = txn.overlay.range::<[u8], _>(range.bounds());
         let mut committed: Box<dyn Iterator<Item = (&Vec<u8>, &History)>> =
             if reverse { Box::new(committed.rev()) } else { Box::new(committed) };
-        let mut own: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> =
+        type OwnWrites<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+        let mut own: OwnWrites<'_> =
             if reverse { Box::new(own.rev()) } else { Box::new(own) };
         let mut next_c = committed.next();
         let mut next_o = own.next();
