@@ -12,9 +12,17 @@
 //! - [`wire`]: frame encoding with the published `rivet-envoy-protocol` crate, connect requests.
 //! - [`kv`]: the actor KV API of `spec/preload.md` §1.
 //! - [`preload`]: manifests, `batch_preload`, and the runner-side `PreloadMap`.
+//! - [`config`]: timing and deployment parameters (spec defaults, varied by scenarios).
+//! - [`env`]: what a node hands to every call (clocks, randomness, store, faults, history sink).
+//! - [`fact`]: the history vocabulary the checkers read.
+//! - [`engine`]: the server side (signals, bus, command log, registry, workflow, demuxer, edge).
 
 pub mod canary;
+pub mod config;
 pub mod constants;
+pub mod engine;
+pub mod env;
+pub mod fact;
 pub mod keys;
 pub mod kv;
 pub mod preload;

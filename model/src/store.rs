@@ -103,7 +103,7 @@ impl Default for StoreLimits {
 }
 
 /// A half-open key range `[start, end)`; `end = None` means "to the end of the keyspace".
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct KeyRange {
     pub start: Vec<u8>,
     pub end: Option<Vec<u8>>,
@@ -159,7 +159,7 @@ pub fn strinc(prefix: &[u8]) -> Option<Vec<u8>> {
 pub struct TxnId(u64);
 
 /// One buffered mutation, in the order the transaction made it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mutation {
     Set { key: Vec<u8>, value: Vec<u8> },
     Clear { key: Vec<u8> },
@@ -363,6 +363,8 @@ pub struct Store {
     prune_queue: VecDeque<Vec<u8>>,
     prune_queued: BTreeSet<Vec<u8>>,
     written_since_prune: usize,
+    /// What the last `Unknown { applied: true }` commit wrote, until taken.
+    unknown_applied: Option<Committed>,
     stats: StoreStats,
 }
 
@@ -384,6 +386,7 @@ impl Store {
             prune_queue: VecDeque::new(),
             prune_queued: BTreeSet::new(),
             written_since_prune: 0,
+            unknown_applied: None,
             stats: StoreStats::default(),
         }
     }
@@ -425,6 +428,13 @@ impl Store {
             bytes: 0,
             stamps: 0,
         }
+    }
+
+    /// What the last commit that returned [`CommitError::Unknown`] but did apply wrote. The
+    /// caller cannot know this; only the simulator's history recorder asks, so that checkers see
+    /// every write.
+    pub fn take_unknown_applied(&mut self) -> Option<Committed> {
+        self.unknown_applied.take()
     }
 
     /// Abandon a transaction without writing anything.
@@ -629,10 +639,12 @@ impl Store {
             }
             applied.push(m);
         }
+        let committed = Committed { version, applied };
         if fault == Some(CommitFault::Unknown { applied: true }) {
+            self.unknown_applied = Some(committed);
             return Err(CommitError::Unknown);
         }
-        Ok(Committed { version, applied })
+        Ok(committed)
     }
 
     /// Whether a serializable read of `txn` was overwritten after its read version.
