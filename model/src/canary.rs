@@ -9,7 +9,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// One known defect. The string form is the name used on the command line (`--canary NAME`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Canary {
     /// Demuxer: the event that creates a per-actor queue is not enqueued.
@@ -100,10 +102,7 @@ impl FromStr for Canary {
     type Err = UnknownCanary;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Canary::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| UnknownCanary(s.to_string()))
+        Canary::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| UnknownCanary(s.to_string()))
     }
 }
 
@@ -186,7 +185,8 @@ mod tests {
 
     #[test]
     fn sets_hold_exactly_what_was_added() {
-        let set: Canaries = [Canary::ReplayUnbounded, Canary::PreloadBundlePersisted].into_iter().collect();
+        let set: Canaries =
+            [Canary::ReplayUnbounded, Canary::PreloadBundlePersisted].into_iter().collect();
         assert!(set.on(Canary::ReplayUnbounded));
         assert!(set.on(Canary::PreloadBundlePersisted));
         assert!(!set.on(Canary::DemuxFirstEventDropped));

@@ -108,7 +108,8 @@ impl Timing {
         if self.event_ack_max_delay_ms >= self.event_resend_interval_ms {
             return Err("EVENT_ACK_MAX_DELAY < EVENT_RESEND_INTERVAL");
         }
-        if self.replay_page_keys == 0 || self.frame_max_commands == 0 || self.events_frame_max == 0 {
+        if self.replay_page_keys == 0 || self.frame_max_commands == 0 || self.events_frame_max == 0
+        {
             return Err("page and frame sizes must be at least 1");
         }
         Ok(())

@@ -152,8 +152,9 @@ pub fn check_relations(
 
 // The relations between constants that never vary are checked at compile time.
 const _: () = assert!(EVENT_ACK_MAX_DELAY_MS < EVENT_RESEND_INTERVAL_MS);
-const _: () =
-    assert!(MAX_ACTOR_INPUT_BYTES + PRELOAD_MAX_TOTAL_BYTES as usize + 64 * 1024 <= MAX_FRAME_BYTES);
+const _: () = assert!(
+    MAX_ACTOR_INPUT_BYTES + PRELOAD_MAX_TOTAL_BYTES as usize + 64 * 1024 <= MAX_FRAME_BYTES
+);
 const _: () = assert!(PRELOAD_ENTRY_OVERHEAD == 13);
 
 #[cfg(test)]

@@ -105,14 +105,22 @@ impl Env<'_> {
 
     /// [`Env::commit`], also telling the history recorder whether a failed commit applied anyway
     /// (which the model itself must not act on).
-    fn commit_observed(&mut self, txn: Txn, label: TxnLabel) -> (Result<Committed, CommitError>, bool) {
+    fn commit_observed(
+        &mut self,
+        txn: Txn,
+        label: TxnLabel,
+    ) -> (Result<Committed, CommitError>, bool) {
         let fault = if txn.is_read_only() { None } else { self.faults.commit_fault(label) };
         let result = self.store.commit(txn, self.now_ms, fault);
         let mut applied_anyway = false;
         match &result {
             Ok(c) => {
                 if !c.applied.is_empty() {
-                    self.facts.record(Fact::Commit { label, version: c.version, applied: c.applied.clone() });
+                    self.facts.record(Fact::Commit {
+                        label,
+                        version: c.version,
+                        applied: c.applied.clone(),
+                    });
                 }
             }
             Err(e) => {
@@ -124,7 +132,11 @@ impl Env<'_> {
                     applied_version: applied.as_ref().map(|c| c.version),
                 });
                 if let Some(c) = applied {
-                    self.facts.record(Fact::Commit { label, version: c.version, applied: c.applied });
+                    self.facts.record(Fact::Commit {
+                        label,
+                        version: c.version,
+                        applied: c.applied,
+                    });
                 }
             }
         }

@@ -156,19 +156,47 @@ pub struct StartupRecord {
 pub enum Fact {
     // ---- store -----------------------------------------------------------------------------
     /// A transaction committed (or an unknown-outcome commit applied) with these mutations.
-    Commit { label: TxnLabel, version: Version, applied: Vec<Mutation> },
+    Commit {
+        label: TxnLabel,
+        version: Version,
+        applied: Vec<Mutation>,
+    },
     /// A commit attempt failed; `applied_version` is set when it applied despite `unknown`.
-    CommitFailed { label: TxnLabel, error: String, applied_version: Option<Version> },
+    CommitFailed {
+        label: TxnLabel,
+        error: String,
+        applied_version: Option<Version>,
+    },
 
     // ---- runner ----------------------------------------------------------------------------
     /// The runner opened a connection attempt.
-    RunnerConnecting { runner: RunnerId, conn: ConnId },
+    RunnerConnecting {
+        runner: RunnerId,
+        conn: ConnId,
+    },
     /// The runner saw a connection end (or closed it) with this reason.
-    RunnerConnClosed { runner: RunnerId, conn: ConnId, reason: String },
+    RunnerConnClosed {
+        runner: RunnerId,
+        conn: ConnId,
+        reason: String,
+    },
     /// The runner received `ToEnvoyInit` on this connection.
-    RunnerInit { runner: RunnerId, conn: ConnId },
-    InstanceStart { runner: RunnerId, actor: ActorId, generation: u32 },
-    InstanceTerminate { runner: RunnerId, actor: ActorId, generation: u32, code: StopCode, reason: String },
+    RunnerInit {
+        runner: RunnerId,
+        conn: ConnId,
+    },
+    InstanceStart {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+    },
+    InstanceTerminate {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+        code: StopCode,
+        reason: String,
+    },
     /// A command of a received frame, as classified by §3.5.
     RunnerCommand {
         runner: RunnerId,
@@ -180,17 +208,52 @@ pub enum Fact {
         disposition: CommandDisposition,
     },
     /// The runner sent `ToRivetAckCommands` for `(A, g, k)`.
-    RunnerAckCommands { runner: RunnerId, conn: ConnId, actor: ActorId, generation: u32, index: i64 },
-    EventEmit { runner: RunnerId, actor: ActorId, generation: u32, index: i64, event: Event },
+    RunnerAckCommands {
+        runner: RunnerId,
+        conn: ConnId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+    },
+    EventEmit {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+        event: Event,
+    },
     /// The runner forgot history entries `<= index` of `(A, g)` on an ack.
-    EventForget { runner: RunnerId, actor: ActorId, generation: u32, index: i64 },
-    TombstoneDrop { runner: RunnerId, actor: ActorId, generation: u32 },
-    Fence { runner: RunnerId },
-    FatalEviction { runner: RunnerId },
+    EventForget {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+    },
+    TombstoneDrop {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+    },
+    Fence {
+        runner: RunnerId,
+    },
+    FatalEviction {
+        runner: RunnerId,
+    },
     /// The runner saw the engine break the protocol (e.g. a start while an older one runs).
-    RunnerProtocolViolation { runner: RunnerId, detail: String },
+    RunnerProtocolViolation {
+        runner: RunnerId,
+        detail: String,
+    },
     /// A KV request issued by instance `(A, g)`.
-    KvRequestSent { runner: RunnerId, conn: ConnId, actor: ActorId, generation: u32, request_id: u32, kind: String },
+    KvRequestSent {
+        runner: RunnerId,
+        conn: ConnId,
+        actor: ActorId,
+        generation: u32,
+        request_id: u32,
+        kind: String,
+    },
     /// An instance finished its startup with this record; `had_bundle` says whether its start
     /// carried a bundle, `live_reads` how many live KV reads the startup needed.
     StartupObserved {
@@ -202,20 +265,54 @@ pub enum Fact {
         record: StartupRecord,
     },
     /// The runner process is draining (sent `ToRivetStopping`).
-    RunnerStopping { runner: RunnerId },
+    RunnerStopping {
+        runner: RunnerId,
+    },
     /// The runner process exited (shutdown, fatal eviction).
-    RunnerExit { runner: RunnerId, reason: String },
+    RunnerExit {
+        runner: RunnerId,
+        reason: String,
+    },
 
     // ---- edge ------------------------------------------------------------------------------
-    SubscriptionConfirmed { runner: RunnerId, conn: ConnId },
-    Registered { runner: RunnerId, conn: ConnId, epoch: u64 },
-    MetadataCommitted { runner: RunnerId, conn: ConnId, epoch: u64 },
-    ReplayPage { runner: RunnerId, conn: ConnId, keys: usize },
-    ReplayDone { runner: RunnerId, conn: ConnId },
+    SubscriptionConfirmed {
+        runner: RunnerId,
+        conn: ConnId,
+    },
+    Registered {
+        runner: RunnerId,
+        conn: ConnId,
+        epoch: u64,
+    },
+    MetadataCommitted {
+        runner: RunnerId,
+        conn: ConnId,
+        epoch: u64,
+    },
+    ReplayPage {
+        runner: RunnerId,
+        conn: ConnId,
+        keys: usize,
+    },
+    ReplayDone {
+        runner: RunnerId,
+        conn: ConnId,
+    },
     /// A live command was dropped because its key no longer exists.
-    LiveCommandDropped { runner: RunnerId, conn: ConnId, actor: ActorId, generation: u32, index: i64 },
+    LiveCommandDropped {
+        runner: RunnerId,
+        conn: ConnId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+    },
     /// A command frame was written to the runner (replay or live).
-    CommandsSent { runner: RunnerId, conn: ConnId, replay: bool, checkpoints: Vec<(ActorId, u32, i64)> },
+    CommandsSent {
+        runner: RunnerId,
+        conn: ConnId,
+        replay: bool,
+        checkpoints: Vec<(ActorId, u32, i64)>,
+    },
     /// A start command's bundle was fetched for a delivery.
     PreloadFetched {
         runner: RunnerId,
@@ -229,10 +326,21 @@ pub enum Fact {
         attempts: u32,
         failed: bool,
     },
-    DemuxEnqueue { conn: ConnId, actor: ActorId, events: usize },
-    DemuxRemove { conn: ConnId, actor: ActorId },
+    DemuxEnqueue {
+        conn: ConnId,
+        actor: ActorId,
+        events: usize,
+    },
+    DemuxRemove {
+        conn: ConnId,
+        actor: ActorId,
+    },
     /// Events discarded when a demuxer flush ran out of time (safe: the runner re-sends).
-    DemuxDiscard { conn: ConnId, actor: ActorId, events: usize },
+    DemuxDiscard {
+        conn: ConnId,
+        actor: ActorId,
+        events: usize,
+    },
     /// A KV request was answered; `mutation_version` is set when a mutation committed.
     KvAnswered {
         runner: RunnerId,
@@ -245,21 +353,76 @@ pub enum Fact {
         error: Option<String>,
     },
     /// The edge deleted acknowledged command keys of the sending runner.
-    CommandAckApplied { runner: RunnerId, conn: ConnId, actor: ActorId, generation: u32, index: i64 },
-    EdgeConnClosed { runner: Option<RunnerId>, conn: ConnId, reason: String },
-    Ready { runner: RunnerId, conn: ConnId, epoch: u64, eligible: bool },
-    Teardown { runner: RunnerId, conn: ConnId, epoch: u64, current: bool },
-    Drain { runner: RunnerId, allocations: Vec<(ActorId, u32)> },
-    LivenessWrite { runner: RunnerId, conn: ConnId, epoch: u64, seq: u64 },
+    CommandAckApplied {
+        runner: RunnerId,
+        conn: ConnId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+    },
+    EdgeConnClosed {
+        runner: Option<RunnerId>,
+        conn: ConnId,
+        reason: String,
+    },
+    Ready {
+        runner: RunnerId,
+        conn: ConnId,
+        epoch: u64,
+        eligible: bool,
+    },
+    Teardown {
+        runner: RunnerId,
+        conn: ConnId,
+        epoch: u64,
+        current: bool,
+    },
+    Drain {
+        runner: RunnerId,
+        allocations: Vec<(ActorId, u32)>,
+    },
+    LivenessWrite {
+        runner: RunnerId,
+        conn: ConnId,
+        epoch: u64,
+        seq: u64,
+    },
 
     // ---- workflow --------------------------------------------------------------------------
-    ActorCreated { actor: ActorId, namespace: String, name: String, pool: String, crash_policy: CrashPolicy },
+    ActorCreated {
+        actor: ActorId,
+        namespace: String,
+        name: String,
+        pool: String,
+        crash_policy: CrashPolicy,
+    },
     /// One workflow step: the signals it consumed (summaries) or the timer it ran.
-    WorkflowStep { actor: ActorId, consumed: Vec<String> },
-    EventClassified { actor: ActorId, runner: RunnerId, generation: u32, index: i64, class: EventClass, event: Event },
-    CommandPersisted { runner: RunnerId, actor: ActorId, generation: u32, index: i64, kind: CommandKind },
+    WorkflowStep {
+        actor: ActorId,
+        consumed: Vec<String>,
+    },
+    EventClassified {
+        actor: ActorId,
+        runner: RunnerId,
+        generation: u32,
+        index: i64,
+        class: EventClass,
+        event: Event,
+    },
+    CommandPersisted {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+        kind: CommandKind,
+    },
     /// An ack of events `<= index` of `(A, g)` was published to `R`'s runner topic.
-    EventAckPublished { runner: RunnerId, actor: ActorId, generation: u32, index: i64 },
+    EventAckPublished {
+        runner: RunnerId,
+        actor: ActorId,
+        generation: u32,
+        index: i64,
+    },
     EndGeneration {
         actor: ActorId,
         runner: RunnerId,
@@ -268,18 +431,39 @@ pub enum Fact {
         inputs: DispositionInputs,
         disposition: Disposition,
     },
-    StatusChanged { actor: ActorId, from: Option<ActorStatus>, to: ActorStatus },
+    StatusChanged {
+        actor: ActorId,
+        from: Option<ActorStatus>,
+        to: ActorStatus,
+    },
 
     // ---- registry --------------------------------------------------------------------------
-    Allocated { actor: ActorId, runner: RunnerId, generation: u32 },
-    PendingEnqueue { actor: ActorId, generation: u32 },
-    PendingDequeue { actor: ActorId, generation: u32 },
-    Expired { runner: RunnerId, lost: Vec<(ActorId, u32)> },
-    Retired { runner: RunnerId },
+    Allocated {
+        actor: ActorId,
+        runner: RunnerId,
+        generation: u32,
+    },
+    PendingEnqueue {
+        actor: ActorId,
+        generation: u32,
+    },
+    PendingDequeue {
+        actor: ActorId,
+        generation: u32,
+    },
+    Expired {
+        runner: RunnerId,
+        lost: Vec<(ActorId, u32)>,
+    },
+    Retired {
+        runner: RunnerId,
+    },
 
     // ---- probes ----------------------------------------------------------------------------
     /// A rare path was reached (coverage probe). Names are stable, kebab-case.
-    Probe { name: String },
+    Probe {
+        name: String,
+    },
 }
 
 /// Metadata of a preloaded entry as facts carry it (re-exported for checkers).

@@ -21,7 +21,9 @@ use crate::store::{strinc, KeyRange};
 pub type ActorId = String;
 
 /// A runner identity `R = (namespace, envoy_key)`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RunnerId {
     pub namespace: String,
     pub envoy_key: String,

@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn kv_entry_round_trips_and_rejects_truncation() {
-        let e = KvEntryRecord { value: vec![0, 0xFF, 7], version: b"2.3.7".to_vec(), update_ts: -5 };
+        let e =
+            KvEntryRecord { value: vec![0, 0xFF, 7], version: b"2.3.7".to_vec(), update_ts: -5 };
         let bytes = e.encode();
         assert_eq!(KvEntryRecord::decode(&bytes), Ok(e));
         for n in 0..(2 + 5 + 8) {

@@ -161,15 +161,33 @@ pub struct TxnId(u64);
 /// One buffered mutation, in the order the transaction made it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mutation {
-    Set { key: Vec<u8>, value: Vec<u8> },
-    Clear { key: Vec<u8> },
-    ClearRange { range: KeyRange },
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Clear {
+        key: Vec<u8>,
+    },
+    ClearRange {
+        range: KeyRange,
+    },
     /// Little-endian i64 add; a missing key counts as 0. Never conflicts.
-    AtomicAdd { key: Vec<u8>, delta: i64 },
+    AtomicAdd {
+        key: Vec<u8>,
+        delta: i64,
+    },
     /// `key = prefix ++ versionstamp ++ suffix`.
-    SetVersionstampedKey { prefix: Vec<u8>, suffix: Vec<u8>, value: Vec<u8> },
+    SetVersionstampedKey {
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// The 8-byte big-endian commit version is written over `value[offset..offset + 8]`.
-    SetVersionstampedValue { key: Vec<u8>, value: Vec<u8>, offset: usize },
+    SetVersionstampedValue {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        offset: usize,
+    },
 }
 
 impl Mutation {
@@ -285,7 +303,11 @@ impl Txn {
         value: impl Into<Vec<u8>>,
         offset: usize,
     ) {
-        self.push(Mutation::SetVersionstampedValue { key: key.into(), value: value.into(), offset });
+        self.push(Mutation::SetVersionstampedValue {
+            key: key.into(),
+            value: value.into(),
+            offset,
+        });
     }
 
     /// Add a read-conflict range without reading (like FDB's `add_read_conflict_range`).
@@ -486,8 +508,7 @@ impl Store {
         let mut committed: Box<dyn Iterator<Item = (&Vec<u8>, &History)>> =
             if reverse { Box::new(committed.rev()) } else { Box::new(committed) };
         type OwnWrites<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
-        let mut own: OwnWrites<'_> =
-            if reverse { Box::new(own.rev()) } else { Box::new(own) };
+        let mut own: OwnWrites<'_> = if reverse { Box::new(own.rev()) } else { Box::new(own) };
         let mut next_c = committed.next();
         let mut next_o = own.next();
         let rv = txn.read_version;
@@ -573,7 +594,10 @@ impl Store {
     ) -> Result<Committed, CommitError> {
         self.check_age(&txn, now_ms)?;
         if txn.bytes > self.limits.txn_max_bytes {
-            return Err(CommitError::TooLarge { bytes: txn.bytes, limit: self.limits.txn_max_bytes });
+            return Err(CommitError::TooLarge {
+                bytes: txn.bytes,
+                limit: self.limits.txn_max_bytes,
+            });
         }
         if fault == Some(CommitFault::Conflict) {
             return Err(CommitError::Conflict);
@@ -622,7 +646,9 @@ impl Store {
                 other => other,
             };
             match &m {
-                Mutation::Set { key, value } => self.write(key.clone(), Some(value.clone()), version),
+                Mutation::Set { key, value } => {
+                    self.write(key.clone(), Some(value.clone()), version)
+                }
                 Mutation::Clear { key } => self.write(key.clone(), None, version),
                 Mutation::ClearRange { range } => {
                     let keys: Vec<Vec<u8>> = self

@@ -14,12 +14,12 @@
 //!   `engine::conn`); the correct model stores `preloadedKv` absent.
 
 use crate::canary::Canary;
+use crate::constants::PROTOCOL_VERSION;
 use crate::env::Env;
 use crate::keys::{self, ActorId, RunnerId};
 use crate::protocol::versioned::ActorCommandKeyData as VersionedCommand;
 use crate::protocol::{ActorCheckpoint, ActorCommandKeyData, Command, CommandWrapper, PreloadedKv};
 use crate::store::{KeyRange, ReadMode, StoreError, Txn};
-use crate::constants::PROTOCOL_VERSION;
 use vbare::Versioned;
 
 /// A stored command could not be read back (an internal error that fails the operation).
@@ -44,7 +44,12 @@ pub fn decode_stored(key: &[u8], bytes: &[u8]) -> Result<ActorCommandKeyData, Co
 }
 
 /// The wire form of a stored command.
-pub fn to_wrapper(actor: &str, generation: u32, index: i64, cmd: ActorCommandKeyData) -> CommandWrapper {
+pub fn to_wrapper(
+    actor: &str,
+    generation: u32,
+    index: i64,
+    cmd: ActorCommandKeyData,
+) -> CommandWrapper {
     let inner = match cmd {
         ActorCommandKeyData::CommandStartActor(s) => Command::CommandStartActor(s),
         ActorCommandKeyData::CommandStopActor(s) => Command::CommandStopActor(s),
@@ -91,13 +96,21 @@ pub fn persist(
     let mut stored = cmd.clone();
     if let ActorCommandKeyData::CommandStartActor(start) = &mut stored {
         start.hibernating_requests.clear();
-        start.preloaded_kv = if env.canaries.on(Canary::PreloadBundlePersisted) { bundle } else { None };
+        start.preloaded_kv =
+            if env.canaries.on(Canary::PreloadBundlePersisted) { bundle } else { None };
     }
     txn.set(key.key(), encode_stored(&stored));
 }
 
 /// Delete the keys `(R, A, g, i <= k)` (acknowledgement, §3.6).
-pub fn delete_acked(env: &Env<'_>, txn: &mut Txn, runner: &RunnerId, actor: &str, generation: u32, k: i64) {
+pub fn delete_acked(
+    env: &Env<'_>,
+    txn: &mut Txn,
+    runner: &RunnerId,
+    actor: &str,
+    generation: u32,
+    k: i64,
+) {
     if env.canaries.on(Canary::CommandsNeverDeleted) || k < 0 {
         return;
     }
@@ -105,7 +118,13 @@ pub fn delete_acked(env: &Env<'_>, txn: &mut Txn, runner: &RunnerId, actor: &str
 }
 
 /// Delete every key `(R, A, g, *)` (generation end, §3.3).
-pub fn delete_generation(env: &Env<'_>, txn: &mut Txn, runner: &RunnerId, actor: &str, generation: u32) {
+pub fn delete_generation(
+    env: &Env<'_>,
+    txn: &mut Txn,
+    runner: &RunnerId,
+    actor: &str,
+    generation: u32,
+) {
     if env.canaries.on(Canary::CommandsNeverDeleted) {
         return;
     }
@@ -155,7 +174,12 @@ pub fn read_page(
     for (key, value) in rows {
         let (actor, generation, index) = keys::parse_runner_cmd(runner, &key)
             .map_err(|e| CommandLogError::Corrupt { key: hex(&key), detail: e.to_string() })?;
-        commands.push(StoredCommand { actor, generation, index, command: decode_stored(&key, &value)? });
+        commands.push(StoredCommand {
+            actor,
+            generation,
+            index,
+            command: decode_stored(&key, &value)?,
+        });
     }
     Ok(ReplayPage { commands, last_key, more: full })
 }

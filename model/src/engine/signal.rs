@@ -12,11 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::env::Env;
 use crate::keys::{self, ActorId, RunnerId};
 use crate::protocol::EventWrapper;
 use crate::records::{self, RecordError};
 use crate::store::{KeyRange, ReadMode, StoreError, Txn, VERSIONSTAMP_LEN};
-use crate::env::Env;
 
 /// A durable message to one actor's workflow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,15 +47,22 @@ impl Signal {
                 let span = match (events.first(), events.last()) {
                     (Some(a), Some(b)) => format!(
                         " g{}:{}..=g{}:{}",
-                        a.checkpoint.generation, a.checkpoint.index, b.checkpoint.generation, b.checkpoint.index
+                        a.checkpoint.generation,
+                        a.checkpoint.index,
+                        b.checkpoint.generation,
+                        b.checkpoint.index
                     ),
                     _ => String::new(),
                 };
                 format!("events({} from {runner}@{epoch}{span})", events.len())
             }
             Signal::Allocate { runner, generation } => format!("allocate({runner}, g{generation})"),
-            Signal::GoingAway { runner, generation } => format!("going_away({runner}, g{generation})"),
-            Signal::RunnerLost { runner, generation } => format!("runner_lost({runner}, g{generation})"),
+            Signal::GoingAway { runner, generation } => {
+                format!("going_away({runner}, g{generation})")
+            }
+            Signal::RunnerLost { runner, generation } => {
+                format!("runner_lost({runner}, g{generation})")
+            }
             Signal::Wake => "wake".into(),
             Signal::Destroy => "destroy".into(),
         }
@@ -90,7 +97,11 @@ pub fn enqueue(
     if env.store.get(txn, &keys::actor_namespace(actor), ReadMode::Serializable, now)?.is_none() {
         return Ok(EnqueueResult::WorkflowGone);
     }
-    txn.set_versionstamped_key(keys::actor_inbox_prefix(actor), Vec::new(), records::encode(signal));
+    txn.set_versionstamped_key(
+        keys::actor_inbox_prefix(actor),
+        Vec::new(),
+        records::encode(signal),
+    );
     Ok(EnqueueResult::Enqueued)
 }
 
@@ -121,7 +132,9 @@ pub fn read_inbox(
     let now = env.now_ms;
     let rows = env.store.get_range(txn, &range, Some(limit), false, ReadMode::Serializable, now)?;
     rows.into_iter()
-        .map(|(key, value)| Ok(InboxEntry { key, signal: records::decode("inbox signal", &value)? }))
+        .map(|(key, value)| {
+            Ok(InboxEntry { key, signal: records::decode("inbox signal", &value)? })
+        })
         .collect()
 }
 
@@ -135,14 +148,20 @@ pub fn inbox_is_empty(env: &mut Env<'_>, txn: &mut Txn, actor: &str) -> Result<b
 /// Delivery through the signal bus: one transaction that enqueues `signal` for `actor`. The
 /// simulator calls this when the (possibly delayed, duplicated or reordered) delivery of a
 /// demuxer batch happens; the result goes back to the sending demuxer.
-pub fn deliver(env: &mut Env<'_>, actor: &ActorId, signal: &Signal) -> Result<EnqueueResult, DeliverError> {
+pub fn deliver(
+    env: &mut Env<'_>,
+    actor: &ActorId,
+    signal: &Signal,
+) -> Result<EnqueueResult, DeliverError> {
     let result = env.transact(crate::fact::TxnLabel::SignalEnqueue, |env, txn, _| {
         enqueue(env, txn, actor, signal)
     });
     match result {
         Ok((r, _)) => Ok(r),
         Err(crate::env::TxnFailure::Rejected(e)) => Err(DeliverError::Signal(e)),
-        Err(crate::env::TxnFailure::Store { last, .. }) => Err(DeliverError::Store(last.to_string())),
+        Err(crate::env::TxnFailure::Store { last, .. }) => {
+            Err(DeliverError::Store(last.to_string()))
+        }
     }
 }
 
@@ -184,7 +203,8 @@ mod tests {
             assert_eq!(deliver(&mut env, &a, &s), Ok(EnqueueResult::Enqueued));
         }
         let mut t = env.begin();
-        let got: Vec<_> = read_inbox(&mut env, &mut t, &a, 2).unwrap().into_iter().map(|e| e.signal).collect();
+        let got: Vec<_> =
+            read_inbox(&mut env, &mut t, &a, 2).unwrap().into_iter().map(|e| e.signal).collect();
         assert_eq!(got, vec![Signal::Create, Signal::Wake]);
         assert!(!inbox_is_empty(&mut env, &mut t, &a).unwrap());
     }

@@ -48,8 +48,7 @@ fn serializable_read_overwritten_later_conflicts_and_snapshot_read_does_not() {
 fn range_read_conflicts_with_insert_inside_but_not_outside() {
     let mut st = Store::default();
     let mut t1 = st.begin(0);
-    st.get_range(&mut t1, &KeyRange::prefix(b"p"), None, false, ReadMode::Serializable, 0)
-        .unwrap();
+    st.get_range(&mut t1, &KeyRange::prefix(b"p"), None, false, ReadMode::Serializable, 0).unwrap();
     t1.set(k(b"z"), k(b""));
     let mut outside = st.begin(0);
     outside.set(k(b"q"), k(b"1"));
@@ -150,7 +149,9 @@ fn versionstamps_are_commit_ordered_and_unique_within_a_transaction() {
     let mut r = st.begin(0);
     let q = st.get_range(&mut r, &KeyRange::prefix(b"q/"), None, false, ReadMode::Snapshot, 0);
     let keys: Vec<_> = q.unwrap().into_iter().map(|(k, _)| k).collect();
-    let expect = |c: &Committed, order: u16, s: &[u8]| [b"q/".as_slice(), &c.versionstamp(order), s].concat();
+    let expect = |c: &Committed, order: u16, s: &[u8]| {
+        [b"q/".as_slice(), &c.versionstamp(order), s].concat()
+    };
     assert_eq!(keys, vec![expect(&c1, 0, b"/a"), expect(&c1, 1, b"/b"), expect(&c2, 0, b"/c")]);
     let epoch = st.get(&mut r, b"epoch", ReadMode::Snapshot, 0).unwrap().unwrap();
     assert_eq!(epoch[..2], [0xEE, 0xEE]);
@@ -329,7 +330,12 @@ fn apply_commit(base: &mut Plain, steps: &[Step]) {
     }
 }
 
-fn range_of(m: &Plain, r: &KeyRange, limit: Option<usize>, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn range_of(
+    m: &Plain,
+    r: &KeyRange,
+    limit: Option<usize>,
+    reverse: bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let it = m.iter().filter(|(k, _)| r.contains(k)).map(|(k, v)| (k.clone(), v.clone()));
     let all: Vec<_> = if reverse { it.rev().collect() } else { it.collect() };
     all.into_iter().take(limit.unwrap_or(usize::MAX)).collect()
