@@ -224,6 +224,40 @@ pub fn parse_runner_cmd(r: &RunnerId, key: &[u8]) -> Result<(ActorId, u32, i64),
     Ok((actor, g, i))
 }
 
+/// `registry/ns/envoy_key`: present while the registry knows identity `R` (written by every
+/// registration, deleted at retirement), so the registry can enumerate runners.
+pub fn registry_entry(r: &RunnerId) -> Vec<u8> {
+    Tuple::new().s("registry").s(&r.namespace).s(&r.envoy_key).into_bytes()
+}
+
+/// Every registry entry.
+pub fn registry_range() -> KeyRange {
+    KeyRange::prefix(&Tuple::new().s("registry").into_bytes())
+}
+
+/// Decode the identity from a registry entry key.
+pub fn parse_registry_entry(key: &[u8]) -> Result<RunnerId, MalformedKey> {
+    let mut t = TupleReader::new(key).skip(&Tuple::new().s("registry").into_bytes())?;
+    let namespace = t.s()?;
+    Ok(RunnerId { namespace, envoy_key: t.s()? })
+}
+
+/// `workflows/A`: present while actor `A`'s workflow is not complete, so a restarted executor
+/// can find every live workflow.
+pub fn workflow_entry(a: &str) -> Vec<u8> {
+    Tuple::new().s("workflows").s(a).into_bytes()
+}
+
+/// Every workflow entry.
+pub fn workflow_range() -> KeyRange {
+    KeyRange::prefix(&Tuple::new().s("workflows").into_bytes())
+}
+
+/// Decode the actor id from a workflow entry key.
+pub fn parse_workflow_entry(key: &[u8]) -> Result<ActorId, MalformedKey> {
+    TupleReader::new(key).skip(&Tuple::new().s("workflows").into_bytes())?.s()
+}
+
 /// `eligible/ns/pool/version/R`.
 pub fn eligible(ns: &str, pool: &str, version: u32, r: &RunnerId) -> Vec<u8> {
     Tuple::new().s("eligible").s(ns).s(pool).u(version as u64).s(&r.envoy_key).into_bytes()
