@@ -14,13 +14,11 @@
 //!   `engine::conn`); the correct model stores `preloadedKv` absent.
 
 use crate::canary::Canary;
-use crate::constants::PROTOCOL_VERSION;
 use crate::env::Env;
 use crate::keys::{self, ActorId, RunnerId};
-use crate::protocol::versioned::ActorCommandKeyData as VersionedCommand;
-use crate::protocol::{ActorCheckpoint, ActorCommandKeyData, Command, CommandWrapper, PreloadedKv};
+use crate::protocol::{ActorCommandKeyData, PreloadedKv};
 use crate::store::{KeyRange, ReadMode, StoreError, Txn};
-use vbare::Versioned;
+use crate::wire;
 
 /// A stored command could not be read back (an internal error that fails the operation).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,41 +29,10 @@ pub enum CommandLogError {
     Corrupt { key: String, detail: String },
 }
 
-/// Encode a command for storage (embedded version 8).
-pub fn encode_stored(cmd: &ActorCommandKeyData) -> Vec<u8> {
-    // Encoding a v8 value at version 8 cannot fail (no conversion runs).
-    VersionedCommand::serialize_with_embedded_version(cmd, PROTOCOL_VERSION).unwrap_or_default()
-}
-
-/// Decode a stored command.
+/// Decode a stored command, naming its key on failure.
 pub fn decode_stored(key: &[u8], bytes: &[u8]) -> Result<ActorCommandKeyData, CommandLogError> {
-    VersionedCommand::deserialize_with_embedded_version(bytes)
+    wire::decode_stored_command(bytes)
         .map_err(|e| CommandLogError::Corrupt { key: hex(key), detail: e.to_string() })
-}
-
-/// The wire form of a stored command.
-pub fn to_wrapper(
-    actor: &str,
-    generation: u32,
-    index: i64,
-    cmd: ActorCommandKeyData,
-) -> CommandWrapper {
-    let inner = match cmd {
-        ActorCommandKeyData::CommandStartActor(s) => Command::CommandStartActor(s),
-        ActorCommandKeyData::CommandStopActor(s) => Command::CommandStopActor(s),
-    };
-    CommandWrapper {
-        checkpoint: ActorCheckpoint { actor_id: actor.to_string().into(), generation, index },
-        inner,
-    }
-}
-
-/// The stored form of a wire command.
-pub fn to_stored(cmd: &Command) -> ActorCommandKeyData {
-    match cmd {
-        Command::CommandStartActor(s) => ActorCommandKeyData::CommandStartActor(s.clone()),
-        Command::CommandStopActor(s) => ActorCommandKeyData::CommandStopActor(s.clone()),
-    }
 }
 
 /// The identity of one stored command: `(R, A, g, i)`.
@@ -93,13 +60,13 @@ pub fn persist(
     cmd: &ActorCommandKeyData,
     bundle: Option<PreloadedKv>,
 ) {
-    let mut stored = cmd.clone();
-    if let ActorCommandKeyData::CommandStartActor(start) = &mut stored {
-        start.hibernating_requests.clear();
-        start.preloaded_kv =
-            if env.canaries.on(Canary::PreloadBundlePersisted) { bundle } else { None };
+    let mut stored = wire::dehydrated(cmd.clone());
+    if let (ActorCommandKeyData::CommandStartActor(start), true) =
+        (&mut stored, env.canaries.on(Canary::PreloadBundlePersisted))
+    {
+        start.preloaded_kv = bundle;
     }
-    txn.set(key.key(), encode_stored(&stored));
+    txn.set(key.key(), wire::encode_stored_command(&stored));
 }
 
 /// Delete the keys `(R, A, g, i <= k)` (acknowledgement, §3.6).
