@@ -36,3 +36,5 @@ pub use manifest::{
 };
 pub use map::{Listing, Lookup, MapWriteError, PreloadMap};
 
+#[cfg(test)]
+mod tests;
