@@ -127,6 +127,14 @@ pub const PRELOAD_ENTRY_OVERHEAD: usize = KV_METADATA_VERSION.len() + METADATA_T
 pub const PRELOAD_MAX_TOTAL_BYTES: u64 = 1_048_576;
 /// Preload read attempts before the fetch fails.
 pub const PRELOAD_MAX_ATTEMPTS: u32 = 5;
+/// Reference manifest (§3.6): `maxBytes` of `[6,1]`, workflow history.
+pub const REFERENCE_WORKFLOW_HISTORY_MAX_BYTES: u64 = 131_072;
+/// Reference manifest (§3.6): `maxBytes` of `[2]`, connections.
+pub const REFERENCE_CONNECTIONS_MAX_BYTES: u64 = 65_536;
+/// Reference manifest (§3.6): `maxBytes` of `[5,1,2]`, queue messages.
+pub const REFERENCE_QUEUE_MESSAGES_MAX_BYTES: u64 = 65_536;
+/// Reference manifest (§3.6): `maxBytes` of `[8,1]`, database pages (partial).
+pub const REFERENCE_DATABASE_PAGES_MAX_BYTES: u64 = 786_432;
 
 /// The relations `spec/protocol.md` §10 requires, checked at start-up of the model. Returns the
 /// first relation that does not hold.

@@ -233,16 +233,10 @@ impl Manifest {
     }
 }
 
-// The §3.6 / §10 `maxBytes` of the reference manifest. `constants.rs` (which this module may not
-// edit) does not name them, so they are named here, once.
-/// `maxBytes` of `[6,1]` (workflow history) in the reference manifest.
-pub const REFERENCE_WORKFLOW_HISTORY_MAX_BYTES: u64 = 131_072;
-/// `maxBytes` of `[2]` (connections) in the reference manifest.
-pub const REFERENCE_CONNECTIONS_MAX_BYTES: u64 = 65_536;
-/// `maxBytes` of `[5,1,2]` (queue messages) in the reference manifest.
-pub const REFERENCE_QUEUE_MESSAGES_MAX_BYTES: u64 = 65_536;
-/// `maxBytes` of `[8,1]` (database pages, partial) in the reference manifest.
-pub const REFERENCE_DATABASE_PAGES_MAX_BYTES: u64 = 786_432;
+pub use crate::constants::{
+    REFERENCE_CONNECTIONS_MAX_BYTES, REFERENCE_DATABASE_PAGES_MAX_BYTES,
+    REFERENCE_QUEUE_MESSAGES_MAX_BYTES, REFERENCE_WORKFLOW_HISTORY_MAX_BYTES,
+};
 
 /// The reference manifest of the model actor runtime (§3.6), already normalized.
 pub fn reference_manifest() -> Manifest {
