@@ -16,6 +16,7 @@
 //! - [`env`]: what a node hands to every call (clocks, randomness, store, faults, history sink).
 //! - [`fact`]: the history vocabulary the checkers read.
 //! - [`engine`]: the server side (signals, bus, command log, registry, workflow, demuxer, edge).
+//! - [`runner`]: the runner client and the simulated actor application.
 
 pub mod canary;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod kv;
 pub mod preload;
 pub mod records;
+pub mod runner;
 pub mod store;
 pub mod wire;
 

@@ -3,6 +3,9 @@
 //! - [`signal`]: workflow signals and the actor inbox.
 //! - [`bus`]: pub/sub topics and payloads (the bus itself is the simulator's).
 //! - [`cmdlog`]: the durable command log.
+//! - `edge_txn`: the connection's registry transactions (registration, metadata, liveness, ready,
+//!   teardown, drain, command acks).
+//! - `core`: the core node (workflow executor plus registry monitor).
 //! - `registry`: runner records, eligibility, allocation, the pending queue and its drainer, lost
 //!   detection, drain and retirement.
 //! - `actor`: the actor workflow (durable state machine) and its executor.
@@ -12,8 +15,14 @@
 //! Engine components are driven through [`crate::env::Env`]; they return outputs the simulator
 //! acts on. [`EngineOutput`] are the outputs shared by every engine component.
 
+pub mod actor;
 pub mod bus;
 pub mod cmdlog;
+pub mod conn;
+pub mod core;
+pub mod demux;
+pub mod edge_txn;
+pub mod registry;
 pub mod signal;
 
 use crate::keys::ActorId;
