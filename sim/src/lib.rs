@@ -11,11 +11,13 @@
 //! - `check`: invariant checkers over the history (safety online, liveness after heal, oracles).
 //! - `failure`: failure files (a failure is a coordinate) and replay.
 //! - `report`: run and sweep reports.
+//! - `run`: the shared vocabulary (run spec and outcome, history entries, violations).
 
 pub mod check;
 pub mod failure;
 pub mod history;
 pub mod net;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod seed;
