@@ -1,0 +1,4 @@
+//! (being written)
+
+#[cfg(test)]
+pub(crate) mod testkit;
