@@ -62,11 +62,16 @@
 //! - The reason recorded in [`Fact::EdgeConnClosed`] for a peer close or reset is
 //!   [`PEER_CLOSED_REASON`].
 //!
-//! Canaries living here: `init-eligible-before-ready` (registration in `accept`, before the
-//! subscriptions, with `ready` and eligibility set by `edge_txn::register`, and a drainer trigger
-//! right after it), `replay-unbounded` (the page `cmdlog` reads whole is sent as one frame,
-//! ignoring the frame limits and bypassing the encoder's size check), and, in [`delivery`],
-//! `preload-bundle-persisted`.
+//! Canaries living here:
+//! - `init-eligible-before-ready`: `accept` registers at once (`edge_txn::register` then also sets
+//!   `ready` and inserts the runner into the eligibility index), triggers the drainer, and goes on
+//!   with the handshake (eviction publish, Init, metadata, replay) without subscribing; it
+//!   subscribes only after the replay. So the runner is allocatable before its metadata is stored
+//!   and before it is subscribed, and a command persisted after the replay read and published
+//!   before the subscription is confirmed reaches nobody until the next reconnect.
+//! - `replay-unbounded`: the page `cmdlog` reads whole is sent as one frame, ignoring the frame
+//!   limits and bypassing the encoder's size check, so the runner refuses it.
+//! - in [`delivery`], `preload-bundle-persisted`.
 
 pub mod delivery;
 
@@ -159,6 +164,14 @@ enum Phase {
     Closed,
 }
 
+/// The state of the connection's bus subscriptions (runner and eviction topics of `R`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subscription {
+    NotRequested,
+    Requested,
+    Confirmed,
+}
+
 /// A live message waiting for the end of the replay.
 #[derive(Clone, Debug, PartialEq)]
 enum LiveItem {
@@ -178,8 +191,8 @@ pub struct EdgeConn {
     request: Option<ConnectRequest>,
     runner: Option<RunnerId>,
     epoch: Option<u64>,
-    /// Whether subscriptions were requested (so teardown unsubscribes).
-    subscribed: bool,
+    /// The bus subscriptions of `R`.
+    subscription: Subscription,
     init_sent: bool,
     /// Whether any runner frame was received (the next one is not the first).
     received_any: bool,
@@ -209,7 +222,7 @@ impl EdgeConn {
             request: None,
             runner: None,
             epoch: None,
-            subscribed: false,
+            subscription: Subscription::NotRequested,
             init_sent: false,
             received_any: false,
             metadata_received: false,
@@ -248,13 +261,15 @@ impl EdgeConn {
         c.runner = Some(request.runner_id());
         c.request = Some(request);
         if env.canaries.on(Canary::InitEligibleBeforeReady) {
-            // Canary: register (and become eligible) before subscribing.
-            if !c.register(env, &mut out) {
-                return (c, out);
+            // Canary: register (and become eligible) at once, and subscribe only after the
+            // replay (see `finish_replay`).
+            if c.register(env, &mut out) {
+                out.push(EdgeOutput::Engine(c.trigger_drainer()));
+                c.open(env, &mut out);
             }
-            out.push(EdgeOutput::Engine(c.trigger_drainer()));
+            return (c, out);
         }
-        c.subscribed = true;
+        c.subscription = Subscription::Requested;
         out.push(EdgeOutput::Subscribe(c.topics()));
         (c, out)
     }
@@ -334,37 +349,41 @@ impl EdgeConn {
     /// Both subscriptions are confirmed (§2.3 step 1).
     pub fn on_subscribed(&mut self, env: &mut Env<'_>) -> Vec<EdgeOutput> {
         let mut out = Vec::new();
-        if self.phase != Phase::Subscribing {
+        if self.subscription != Subscription::Requested || !self.is_open() {
             return out;
         }
-        let (Some(runner), Some(_)) = (self.runner.clone(), self.request.as_ref()) else {
-            return out;
-        };
-        env.record(Fact::SubscriptionConfirmed { runner: runner.clone(), conn: self.id });
-        if self.epoch.is_none() && !self.register(env, &mut out) {
-            return out;
+        self.subscription = Subscription::Confirmed;
+        let Some(runner) = self.runner.clone() else { return out };
+        env.record(Fact::SubscriptionConfirmed { runner, conn: self.id });
+        if self.phase == Phase::Subscribing && self.register(env, &mut out) {
+            self.open(env, &mut out);
         }
-        let Some(epoch) = self.epoch else { return out };
+        out
+    }
+
+    /// After the registration (§2.3 steps 3–4): the eviction publish, `ToEnvoyInit`, the init
+    /// timeout, the ping loop, then the runner frames that arrived before Init.
+    fn open(&mut self, env: &mut Env<'_>, out: &mut Vec<EdgeOutput>) {
+        let (Some(runner), Some(epoch)) = (self.runner.clone(), self.epoch) else { return };
         out.push(EdgeOutput::Engine(EngineOutput::Publish {
             topic: Topic::Eviction(runner),
             message: BusMessage::Eviction { epoch },
         }));
-        if !self.send_init(env, &mut out) {
-            return out;
+        if !self.send_init(env, out) {
+            return;
         }
         self.phase = Phase::AwaitingMetadata;
         out.push(EdgeOutput::Timer {
             at_ms: env.now_ms + self.config.timing.init_timeout_ms,
             timer: EdgeTimer::InitTimeout,
         });
-        self.arm_ping(env, &mut out);
+        self.arm_ping(env, out);
         for message in std::mem::take(&mut self.early_frames) {
             if !self.is_open() {
                 break;
             }
-            self.handle(env, message, &mut out);
+            self.handle(env, message, out);
         }
-        out
     }
 
     /// The registration transaction; on failure the connection is closed.
@@ -677,6 +696,12 @@ impl EdgeConn {
         }
         out.push(EdgeOutput::Engine(self.trigger_drainer()));
         self.phase = Phase::Live;
+        if self.subscription == Subscription::NotRequested {
+            // Only with the canary `init-eligible-before-ready`: the subscriptions come last, so
+            // what was published since the replay read reached nobody.
+            self.subscription = Subscription::Requested;
+            out.push(EdgeOutput::Subscribe(self.topics()));
+        }
         while let Some(item) = self.live_buffer.pop_front() {
             if !self.is_open() {
                 return;
@@ -961,7 +986,7 @@ impl EdgeConn {
         self.phase = Phase::Closed;
         self.early_frames.clear();
         self.live_buffer.clear();
-        if self.subscribed {
+        if self.subscription != Subscription::NotRequested {
             out.push(EdgeOutput::Unsubscribe(self.topics()));
         }
         let demux_out = match self.demux.as_mut() {

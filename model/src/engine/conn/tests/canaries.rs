@@ -4,43 +4,67 @@
 use super::*;
 
 #[test]
-fn canary_init_eligible_before_ready_registers_and_is_eligible_before_subscribing() {
+fn canary_init_eligible_before_ready_is_allocatable_before_metadata_and_subscription() {
     let r = runner("key-1");
     let eligible = crate::keys::eligible(NS, POOL, 1, &r);
 
-    // Correct model: nothing is written before the subscriptions are confirmed.
+    // Correct model: nothing is written before the subscriptions are confirmed, and the runner
+    // becomes eligible only after them, the metadata and the replay.
     let mut rig = Rig::new();
     let (_, out) = rig.accept(1, "key-1");
     assert_eq!(out.len(), 1);
     assert!(matches!(out[0], EdgeOutput::Subscribe(_)));
     assert!(rig.h.dump().is_empty());
 
-    // Canary: registration, eligibility and a drainer trigger come before the subscription.
+    // Canary: registration, eligibility, a drainer trigger and Init, all without a subscription.
     let mut rig = Rig::with(Harness::with_canary(Canary::InitEligibleBeforeReady), config());
     let (mut c, out) = rig.accept(1, "key-1");
     assert_eq!(
-        out,
-        vec![
-            EdgeOutput::Engine(EngineOutput::TriggerDrainer {
-                namespace: NS.into(),
-                pool: POOL.into()
-            }),
-            EdgeOutput::Subscribe(vec![Topic::Runner(r.clone()), Topic::Eviction(r.clone())]),
-        ]
+        out[0],
+        EdgeOutput::Engine(EngineOutput::TriggerDrainer {
+            namespace: NS.into(),
+            pool: POOL.into()
+        })
     );
+    assert!(out.iter().all(|o| !matches!(o, EdgeOutput::Subscribe(_))));
+    assert_eq!(kinds(&out), vec!["ToEnvoyInit"]);
     let info = rig.h.info(&r).unwrap();
     assert!(info.ready && info.eligible());
     assert!(rig.h.get(&eligible).is_some(), "allocatable before metadata and subscription");
-    let facts = rig.h.model_facts();
-    assert!(matches!(facts[..], [Fact::Registered { .. }]));
-
-    // The confirmation comes late: the registration's authorization has lapsed, so a liveness
-    // write precedes Init.
-    rig.h.advance(crate::constants::MAX_STEP_DELAY_MS + 1);
+    // The handshake and the replay run unsubscribed; the subscription is requested last.
+    let out = rig.recv(&mut c, &metadata_frame());
+    assert!(c.is_live());
+    assert!(matches!(out.last(), Some(EdgeOutput::Subscribe(_))));
+    // A command the workflow persists and publishes now (after the replay read, before the
+    // subscription is confirmed) is published to nobody, and no replay will bring it on this
+    // connection.
+    let k = key(&r, "actor-a", 0, 0);
+    rig.h.persist(&k, &start_command("counter", None));
     let out = rig.subscribed(&mut c);
-    assert_eq!(kinds(&out), vec!["ToEnvoyInit"]);
+    assert!(sent(&out).is_empty());
     let facts = rig.h.model_facts();
-    assert!(matches!(facts[..], [Fact::SubscriptionConfirmed { .. }, Fact::LivenessWrite { .. }]));
+    let order: Vec<&str> = facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Registered { .. } => Some("registered"),
+            Fact::MetadataCommitted { .. } => Some("metadata"),
+            Fact::ReplayDone { .. } => Some("replay_done"),
+            Fact::SubscriptionConfirmed { .. } => Some("subscribed"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["registered", "metadata", "replay_done", "subscribed"]);
+    assert!(facts.iter().all(|f| !matches!(f, Fact::CommandsSent { .. })));
+
+    // Correct model: a command persisted once the subscription is confirmed reaches the runner
+    // (here through the replay, which reads after the confirmation).
+    let mut rig = Rig::new();
+    let (mut c, mut out) = rig.accept(1, "key-1");
+    out.extend(rig.subscribed(&mut c));
+    rig.h.persist(&k, &start_command("counter", None));
+    out.extend(rig.recv(&mut c, &metadata_frame()));
+    let out = rig.finish_replay(&mut c, out);
+    assert_eq!(cps(&command_frames(&out)[0]), vec![("actor-a".to_string(), 0, 0)]);
 }
 
 #[test]
