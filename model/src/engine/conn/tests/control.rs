@@ -262,3 +262,31 @@ fn teardown_of_the_current_connection_removes_eligibility() {
     let info = rig.h.info(&r).unwrap();
     assert!(!info.connected && !info.ready);
 }
+
+#[test]
+fn a_kv_attempt_with_an_unknown_outcome_is_re_run_and_its_applied_writes_are_recorded() {
+    let mut rig = Rig::new();
+    let r = runner("key-1");
+    rig.h.allocate("actor-a", &r, 0);
+    let (mut c, _) = rig.connect(1, "key-1");
+    rig.h.take_facts();
+    rig.h
+        .faults
+        .push_commit(TxnLabel::KvRequest, crate::store::CommitFault::Unknown { applied: true });
+    let out = rig.recv_msg(&mut c, &put("actor-a", 5, b"v"));
+    assert_eq!(kv_response(&out).data, p::KvResponseData::KvPutResponse);
+    assert_eq!(stored_value(&mut rig.h, "actor-a"), Some(b"v".to_vec()));
+    let facts = rig.h.take_facts();
+    let unknown_applied = facts.iter().find_map(|f| match f {
+        Fact::Commit { label: TxnLabel::KvRequest, version, .. } => Some(*version),
+        _ => None,
+    });
+    let answered = facts.iter().find_map(|f| match f {
+        Fact::KvAnswered { request_id: 5, error: None, mutation_version, .. } => *mutation_version,
+        _ => None,
+    });
+    // The first attempt applied (unknown to the model) and is in the history; the re-run
+    // committed again at a later version, which is the answer's.
+    assert!(unknown_applied.is_some() && answered.is_some());
+    assert!(unknown_applied < answered, "{unknown_applied:?} {answered:?}");
+}

@@ -273,3 +273,43 @@ fn handshake_with_metadata_after_init_and_empty_log_becomes_ready() {
     }));
     assert_eq!(c.epoch(), rig.h.info(&runner("key-1")).map(|i| i.epoch));
 }
+
+#[test]
+fn a_registration_that_fails_in_the_store_closes_without_init() {
+    let mut rig = Rig::new();
+    for _ in 0..crate::env::MAX_TXN_ATTEMPTS {
+        rig.h.faults.push_commit(TxnLabel::Registration, crate::store::CommitFault::Conflict);
+    }
+    let (mut c, _) = rig.accept(1, "key-1");
+    let out = rig.subscribed(&mut c);
+    assert_eq!(closes(&out), vec![CloseReason::TimedOut]);
+    assert!(sent(&out).is_empty());
+    assert!(c.epoch().is_none() && c.is_finished());
+    assert!(rig.h.model_facts().contains(&Fact::Probe { name: "edge-txn-store-failure".into() }));
+    assert!(rig.h.dump().is_empty());
+}
+
+#[test]
+fn metadata_of_a_connection_that_lost_currency_closes_with_eviction() {
+    let mut rig = Rig::new();
+    let (mut c1, _) = rig.accept(1, "key-1");
+    rig.subscribed(&mut c1);
+    let (_c2, _) = rig.connect(2, "key-1");
+    let out = rig.recv(&mut c1, &metadata_frame());
+    assert_eq!(closes(&out), vec![CloseReason::Eviction]);
+    assert!(command_frames(&out).is_empty(), "no replay");
+}
+
+#[test]
+fn frames_before_init_are_bounded() {
+    let mut config = config();
+    config.timing.live_buffer_max = 1;
+    let mut rig = Rig::with(Harness::default(), config);
+    let (mut c, _) = rig.accept(1, "key-1");
+    assert!(rig.recv(&mut c, &metadata_frame()).is_empty());
+    let out = rig.recv_msg(&mut c, &p::ToRivet::ToRivetPong(p::ToRivetPong { ts: 0 }));
+    assert_eq!(
+        closes(&out),
+        vec![CloseReason::InvalidPacket { detail: "more than 1 frames before ToEnvoyInit".into() }]
+    );
+}
