@@ -62,6 +62,12 @@
 //! - The reason recorded in [`Fact::EdgeConnClosed`] for a peer close or reset is
 //!   [`PEER_CLOSED_REASON`].
 //!
+//! Probes ([`Fact::Probe`]) it records: `replay-multi-page`, `live-buffer-overflow`,
+//! `liveness-write-store-failure`, `edge-txn-store-failure`, `edge-internal-error`,
+//! `edge-frame-too-large`, `replay-read-failure`, `live-command-read-failure`,
+//! `command-ack-store-failure`, `drain-store-failure`, `teardown-store-failure`,
+//! `bus-payload-undecodable`, `bus-message-on-wrong-topic`.
+//!
 //! Canaries living here:
 //! - `init-eligible-before-ready`: `accept` registers at once (`edge_txn::register` then also sets
 //!   `ready` and inserts the runner into the eligibility index), triggers the drainer, and goes on
@@ -675,6 +681,9 @@ impl EdgeConn {
             return;
         }
         if page.more {
+            if self.replay_seq == 0 {
+                probe(env, "replay-multi-page");
+            }
             self.replay_cursor = page.last_key;
             self.replay_seq += 1;
             out.push(EdgeOutput::Timer {

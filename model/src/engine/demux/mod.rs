@@ -38,6 +38,9 @@
 //!   delivery may still enqueue it, and its result is ignored.
 //! - A completed batch counts as activity for idle removal, like an ingest.
 //!
+//! Probes ([`Fact::Probe`]): `demux-batch-retry` (a delivery failed) and
+//! `demux-workflow-gone-self-ack`.
+//!
 //! Canaries living here (each one small branch):
 //! - `demux-first-event-dropped`: the event that creates a queue is not enqueued.
 //! - `demux-gc-aborts-busy-queue`: the last activity is set at creation only, and the collection
@@ -323,6 +326,7 @@ impl EventDemuxer {
         match result {
             Ok(outcome) => {
                 if outcome == EnqueueResult::WorkflowGone {
+                    facts.record(Fact::Probe { name: "demux-workflow-gone-self-ack".into() });
                     out.push(DemuxOutput::AckEvents(highest_per_generation(&batch.events)));
                 }
                 queue.batch = None;
@@ -333,6 +337,7 @@ impl EventDemuxer {
                 self.remove_if_drained(&actor, facts);
             }
             Err(_) => {
+                facts.record(Fact::Probe { name: "demux-batch-retry".into() });
                 batch.failures += 1;
                 batch.token = None;
                 let exponent = batch.failures.saturating_sub(1).min(16);

@@ -193,9 +193,8 @@ fn undecodable_oversized_and_invalid_frames_apply_nothing() {
     let mut bytes = ack(vec![checkpoint("actor-a", 0, 0)]);
     bytes.pop();
     let out = rig.recv(&mut c, &bytes);
-    assert!(
-        matches!(&closes(&out)[..], [CloseReason::InvalidPacket { detail }] if detail.contains("truncated"))
-    );
+    assert!(matches!(&closes(&out)[..], [CloseReason::InvalidPacket { detail }]
+            if detail.contains("truncated")));
     assert!(rig.h.get(&k.key()).is_some());
 
     // An ack padded past the frame limit.
@@ -223,9 +222,8 @@ fn undecodable_oversized_and_invalid_frames_apply_nothing() {
     rig.finish_replay(&mut c, out);
     let bytes = ack(vec![checkpoint("actor-a", 0, 0), checkpoint("actor-a", 0, -1)]);
     let out = rig.recv(&mut c, &bytes);
-    assert!(
-        matches!(&closes(&out)[..], [CloseReason::InvalidPacket { detail }] if detail.contains("negative index"))
-    );
+    assert!(matches!(&closes(&out)[..], [CloseReason::InvalidPacket { detail }]
+            if detail.contains("negative index")));
     assert!(rig.h.get(&k.key()).is_some());
 }
 

@@ -157,10 +157,8 @@ fn bus_messages_during_replay_are_buffered_and_sent_after_it_in_arrival_order() 
         .iter()
         .position(|o| matches!(o, EdgeOutput::Engine(EngineOutput::TriggerDrainer { .. })))
         .unwrap();
-    let ack_pos = all
-        .iter()
-        .position(|o| matches!(o, EdgeOutput::Send(b) if kinds(&[EdgeOutput::Send(b.clone())]) == ["ToEnvoyAckEvents"]))
-        .unwrap();
+    let is_ack = |o: &EdgeOutput| kinds(std::slice::from_ref(o)) == ["ToEnvoyAckEvents"];
+    let ack_pos = all.iter().position(is_ack).unwrap();
     assert!(trigger < ack_pos);
     let sent_live: Vec<bool> = rig
         .h
