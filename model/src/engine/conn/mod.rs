@@ -61,6 +61,14 @@
 //! - **Undecodable bus payloads** (an internal error) are dropped with a probe.
 //! - The reason recorded in [`Fact::EdgeConnClosed`] for a peer close or reset is
 //!   [`PEER_CLOSED_REASON`].
+//! - **Init authorization.** Registration and `ToEnvoyInit` happen in one call, so the renewal
+//!   of a lapsed authorization before Init never runs in this model; it is kept so that a change
+//!   of that order cannot silently break the timing envelope of §6.3.
+//! - **KV history.** `kv::execute_with_retries` commits through the store itself, so no
+//!   `Fact::Commit` exists for a successful KV request (its version is `KvAnswered`'s
+//!   `mutation_version`); an attempt whose unknown outcome did apply is taken from the store and
+//!   recorded as a `Fact::Commit` labelled `kv_request`, so that the store never hands it to an
+//!   unrelated failed commit later.
 //!
 //! Probes ([`Fact::Probe`]) it records: `replay-multi-page`, `live-buffer-overflow`,
 //! `liveness-write-store-failure`, `edge-txn-store-failure`, `edge-internal-error`,
