@@ -125,13 +125,13 @@ impl Env<'_> {
             }
             Err(e) => {
                 let applied = self.store.take_unknown_applied();
-                applied_anyway = applied.is_some();
+                applied_anyway = !applied.is_empty();
                 self.facts.record(Fact::CommitFailed {
                     label,
                     error: e.to_string(),
-                    applied_version: applied.as_ref().map(|c| c.version),
+                    applied_version: applied.last().map(|c| c.version),
                 });
-                if let Some(c) = applied {
+                for c in applied {
                     self.facts.record(Fact::Commit {
                         label,
                         version: c.version,

@@ -385,8 +385,8 @@ pub struct Store {
     prune_queue: VecDeque<Vec<u8>>,
     prune_queued: BTreeSet<Vec<u8>>,
     written_since_prune: usize,
-    /// What the last `Unknown { applied: true }` commit wrote, until taken.
-    unknown_applied: Option<Committed>,
+    /// What `Unknown { applied: true }` commits wrote, in commit order, until taken.
+    unknown_applied: Vec<Committed>,
     stats: StoreStats,
 }
 
@@ -408,7 +408,7 @@ impl Store {
             prune_queue: VecDeque::new(),
             prune_queued: BTreeSet::new(),
             written_since_prune: 0,
-            unknown_applied: None,
+            unknown_applied: Vec::new(),
             stats: StoreStats::default(),
         }
     }
@@ -452,11 +452,11 @@ impl Store {
         }
     }
 
-    /// What the last commit that returned [`CommitError::Unknown`] but did apply wrote. The
-    /// caller cannot know this; only the simulator's history recorder asks, so that checkers see
-    /// every write.
-    pub fn take_unknown_applied(&mut self) -> Option<Committed> {
-        self.unknown_applied.take()
+    /// What the commits that returned [`CommitError::Unknown`] but did apply wrote, in commit
+    /// order, since the last call. The caller cannot know this; only the history recorder asks,
+    /// so that checkers see every write.
+    pub fn take_unknown_applied(&mut self) -> Vec<Committed> {
+        std::mem::take(&mut self.unknown_applied)
     }
 
     /// Abandon a transaction without writing anything.
@@ -667,7 +667,7 @@ impl Store {
         }
         let committed = Committed { version, applied };
         if fault == Some(CommitFault::Unknown { applied: true }) {
-            self.unknown_applied = Some(committed);
+            self.unknown_applied.push(committed);
             return Err(CommitError::Unknown);
         }
         Ok(committed)

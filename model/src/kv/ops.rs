@@ -18,7 +18,9 @@ use vbare::Bytes;
 use crate::constants::{KEY_OVERHEAD, LIST_DEFAULT_LIMIT};
 use crate::keys::{actor_kv_key, actor_kv_prefix, actor_kv_usage};
 use crate::records::{KvEntryRecord, RecordError};
-use crate::store::{CommitError, CommitFault, KeyRange, ReadMode, Store, StoreError, Txn, Version};
+use crate::store::{
+    CommitError, CommitFault, KeyRange, Mutation, ReadMode, Store, StoreError, Txn, Version,
+};
 
 use super::fence::read_fence;
 use super::{put_payload_size, validate, FenceObservation, KvConfig, KvContext, KvError};
@@ -37,6 +39,8 @@ pub struct KvOutcome {
     /// Whether the request changed the store (a new commit version). A rejected request, a read
     /// and a mutation that changes nothing never do.
     pub mutated: bool,
+    /// The mutations the commit applied (empty unless `mutated`), for the history.
+    pub applied: Vec<Mutation>,
     /// What the fence read. `None` only for the `kv.internal` answer of
     /// [`execute_with_retries`] when no attempt got as far as the fence.
     pub fence: Option<FenceObservation>,
@@ -54,6 +58,7 @@ impl KvOutcome {
             read_version,
             commit_version: None,
             mutated: false,
+            applied: Vec::new(),
             fence,
         }
     }
@@ -222,6 +227,7 @@ pub fn execute(
             read_version,
             commit_version: wrote.then_some(committed.version),
             mutated: wrote,
+            applied: if wrote { committed.applied } else { Vec::new() },
             fence: Some(fence),
         }),
         Err(CommitError::Conflict) => fail(AttemptFailure::Conflict, fence),

@@ -623,7 +623,7 @@ impl EdgeConn {
             &mut || faults.commit_fault(TxnLabel::KvRequest),
             MAX_TXN_ATTEMPTS,
         );
-        if let Some(applied) = env.store.take_unknown_applied() {
+        for applied in env.store.take_unknown_applied() {
             // An attempt with an unknown outcome did apply: the history must see its writes.
             env.record(Fact::Commit {
                 label: TxnLabel::KvRequest,
@@ -631,7 +631,11 @@ impl EdgeConn {
                 applied: applied.applied,
             });
         }
-        let outcome = retried.outcome;
+        let mut outcome = retried.outcome;
+        if let Some(version) = outcome.commit_version {
+            let applied = std::mem::take(&mut outcome.applied);
+            env.record(Fact::Commit { label: TxnLabel::KvRequest, version, applied });
+        }
         env.record(Fact::KvAnswered {
             runner: runner.clone(),
             conn: self.id,

@@ -1,0 +1,264 @@
+//! The workload driver: what users of the engine and the actors themselves do during the fault
+//! phase — create actors under several names, write KV data of varied sizes (some sized around
+//! the preload budgets), ask actors to sleep, stop, crash and set alarms, wake and destroy them,
+//! drain runners — and then the heal phase, in which it does nothing and waits for the system to
+//! converge, with a no-progress watchdog.
+//!
+//! It decides everything from its own seeded stream (`workload`); it picks actors to act on from
+//! the live instances the runner processes report (that is workload plumbing, not checking).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pegsim_model::engine::actor::{self, ActorSpec};
+use pegsim_model::engine::EngineOutput;
+use pegsim_model::fact::CrashPolicy;
+use pegsim_model::runner::{AppAction, AppKey};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::run::Entry;
+use crate::seed::SeedStreams;
+use crate::world::config::WorldConfig;
+use crate::world::mail::{CoreMsg, RunnerMsg};
+use crate::world::shared::{NodeRng, Shared};
+
+/// The driver's node name in the history.
+pub const DRIVER: &str = "driver";
+
+/// How often the heal phase checks for convergence, ms.
+const HEAL_POLL_MS: u64 = 500;
+
+/// Run the workload's fault phase; returns when it is over.
+pub async fn fault_phase(shared: &Shared, config: &Arc<WorldConfig>) {
+    let streams = SeedStreams::new(config.seed);
+    let mut rng = streams.stream("workload");
+    let mut node_rng = NodeRng(streams.stream("node:driver"));
+    let w = &config.workload;
+    let end = config.phases.fault_ms;
+    let mut created: Vec<String> = Vec::new();
+    let mut next_create = 0u64;
+    let mut next_action = uniform(&mut rng, w.action_interval_ms);
+    loop {
+        let now = shared.now_ms();
+        if now >= end {
+            break;
+        }
+        if created.len() < w.actors && now >= next_create {
+            let id = format!("actor-{}", created.len());
+            create(shared, config, &mut rng, &mut node_rng, &id);
+            created.push(id);
+            next_create = now + jitter(&mut rng, w.create_interval_ms);
+        }
+        if now >= next_action {
+            act(shared, config, &mut rng, &mut node_rng, &created);
+            next_action = now + uniform(&mut rng, w.action_interval_ms).max(1);
+        }
+        let wake_at = next_action.min(if created.len() < w.actors { next_create } else { end }).min(end);
+        madsim::time::sleep(Duration::from_millis(wake_at.saturating_sub(shared.now_ms()).max(1))).await;
+    }
+}
+
+/// The heal phase: wait until no liveness obligation is open, the watchdog fires or the phase
+/// ends; then run the liveness checks.
+pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>) {
+    shared.record(DRIVER, Entry::Phase { phase: "heal".into() });
+    let start = shared.now_ms();
+    let deadline = start + config.phases.heal_ms;
+    let mut last_marker = u64::MAX;
+    let mut last_progress = start;
+    let mut quiet_polls = 0;
+    loop {
+        madsim::time::sleep(Duration::from_millis(HEAL_POLL_MS)).await;
+        let now = shared.now_ms();
+        let (open, marker) = {
+            let st = shared.lock();
+            (st.recorder.checker.obligations(now), st.recorder.checker.progress_marker())
+        };
+        if marker != last_marker {
+            last_marker = marker;
+            last_progress = now;
+        }
+        // Converged: nothing open for a few polls in a row (and at least a little heal time, so
+        // acknowledgements and timers in flight settle).
+        quiet_polls = if open.is_empty() { quiet_polls + 1 } else { 0 };
+        if quiet_polls >= 4 && now >= start + config.engine.timing.event_resend_interval_ms {
+            break;
+        }
+        if now >= deadline {
+            break;
+        }
+        if !open.is_empty() && now - last_progress >= config.phases.watchdog_ms {
+            let detail = format!("no progress for {} ms; open: {}", now - last_progress, open.join("; "));
+            shared.record(DRIVER, Entry::Phase { phase: format!("watchdog: {detail}") });
+            break;
+        }
+    }
+    let now = shared.now_ms();
+    shared.lock().recorder.checker.finish(now);
+    shared.record(DRIVER, Entry::Phase { phase: "end".into() });
+}
+
+fn create(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng: &mut NodeRng, id: &str) {
+    let w = &config.workload;
+    let name = w.names.choose(rng).cloned().unwrap_or_else(|| "actor".into());
+    let (r, s, d) = w.crash_policy;
+    let pick = rng.gen_range(0..(r + s + d).max(1));
+    let crash_policy = if pick < r {
+        CrashPolicy::Restart
+    } else if pick < r + s {
+        CrashPolicy::Sleep
+    } else {
+        CrashPolicy::Destroy
+    };
+    let input_len = uniform_usize(rng, w.input_len);
+    let input = (input_len > 0).then(|| (0..input_len).map(|i| (i % 251) as u8).collect());
+    let spec = ActorSpec {
+        namespace: config.topology.namespace.clone(),
+        name: name.clone(),
+        key: Some(id.to_string()),
+        pool: config.topology.pool.clone(),
+        crash_policy,
+        input,
+    };
+    shared.record(DRIVER, Entry::Workload { action: format!("create {id} name={name} policy={crash_policy:?} input={input_len}") });
+    let result = shared.with_env(DRIVER, node_rng, |env| actor::create_actor(env, &id.to_string(), &spec));
+    match result {
+        Ok(outputs) => forward(shared, outputs),
+        Err(e) => shared.record(DRIVER, Entry::Workload { action: format!("create {id} failed: {e}") }),
+    }
+}
+
+fn forward(shared: &Shared, outputs: Vec<EngineOutput>) {
+    let st = shared.lock();
+    for out in outputs {
+        match out {
+            EngineOutput::WakeWorkflow { actor } => {
+                st.mail.to_core(CoreMsg::Wake(actor));
+            }
+            EngineOutput::TriggerDrainer { namespace, pool } => {
+                st.mail.to_core(CoreMsg::TriggerDrainer { namespace, pool });
+            }
+            EngineOutput::Publish { .. } => {}
+        }
+    }
+}
+
+/// One workload action, chosen by the mix.
+fn act(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng: &mut NodeRng, created: &[String]) {
+    let m = &config.workload.mix;
+    let weights = [m.sleep, m.stop, m.crash, m.destroy, m.wake, m.alarm, m.write, m.delete, m.drain];
+    let total: u32 = weights.iter().sum();
+    if total == 0 || created.is_empty() {
+        return;
+    }
+    let mut pick = rng.gen_range(0..total);
+    let mut kind = 0;
+    for (i, w) in weights.iter().enumerate() {
+        if pick < *w {
+            kind = i;
+            break;
+        }
+        pick -= w;
+    }
+    match kind {
+        3 | 4 => {
+            let Some(actor) = created.choose(rng).cloned() else { return };
+            let destroy = kind == 3;
+            shared.record(DRIVER, Entry::Workload { action: format!("{} {actor}", if destroy { "destroy" } else { "wake" }) });
+            let result = shared.with_env(DRIVER, node_rng, |env| {
+                if destroy {
+                    actor::destroy_actor(env, &actor)
+                } else {
+                    actor::wake_actor(env, &actor)
+                }
+            });
+            if let Ok(outputs) = result {
+                forward(shared, outputs);
+            }
+        }
+        8 => {
+            let runners: Vec<usize> = shared.lock().mail.runners.keys().copied().collect();
+            if let Some(index) = runners.choose(rng).copied() {
+                shared.record(DRIVER, Entry::Workload { action: format!("drain runner-{index}") });
+                shared.lock().mail.to_runner(index, RunnerMsg::Shutdown);
+            }
+        }
+        _ => {
+            let instances: Vec<(String, usize)> =
+                shared.lock().instances.iter().map(|(a, (i, _))| (a.clone(), *i)).collect();
+            let Some((actor, index)) = instances.choose(rng).cloned() else { return };
+            let action = match kind {
+                0 => AppAction::Sleep,
+                1 => AppAction::Stop,
+                2 => AppAction::Crash,
+                5 => {
+                    let now = shared.now_ms();
+                    let at = shared.lock().clocks.wall(DRIVER, now) + rng.gen_range(1_000..60_000);
+                    AppAction::SetAlarm(rng.gen_bool(0.8).then_some(at))
+                }
+                6 => AppAction::Write { key: app_key(rng), value_len: value_len(config, rng) },
+                _ => AppAction::Delete(app_key(rng)),
+            };
+            shared.record(DRIVER, Entry::Workload { action: format!("{action:?} -> {actor}") });
+            shared.lock().mail.to_runner(index, RunnerMsg::App(actor, action));
+        }
+    }
+}
+
+fn app_key(rng: &mut ChaCha8Rng) -> AppKey {
+    match rng.gen_range(0..10) {
+        0..=2 => AppKey::Connection(rng.gen_range(0..64)),
+        3 => AppKey::Message(rng.gen_range(0..32)),
+        4..=5 => AppKey::History(vec![rng.gen_range(0..8), rng.gen()]),
+        6..=7 => AppKey::Page(rng.gen_range(0..48)),
+        _ => {
+            // User keys biased to contain 0x00 and 0xFF anywhere.
+            let len = rng.gen_range(0..4);
+            AppKey::User((0..len).map(|_| *[0u8, 1, 0xFF, 7].choose(rng).unwrap_or(&0)).collect())
+        }
+    }
+}
+
+fn value_len(config: &WorldConfig, rng: &mut ChaCha8Rng) -> usize {
+    let w = &config.workload;
+    if rng.gen_bool(w.budget_sized_chance.clamp(0.0, 1.0)) {
+        // Around a preload budget boundary: a prefix budget of the reference manifest or what is
+        // left of the global budget; capped by the KV value limit.
+        let targets = [
+            pegsim_model::constants::REFERENCE_CONNECTIONS_MAX_BYTES,
+            pegsim_model::constants::REFERENCE_WORKFLOW_HISTORY_MAX_BYTES,
+            pegsim_model::constants::REFERENCE_QUEUE_MESSAGES_MAX_BYTES,
+            config.engine.preload_budget / 8,
+            config.engine.preload_budget / 2,
+        ];
+        let t = *targets.choose(rng).unwrap_or(&0) as i64;
+        let v = (t + rng.gen_range(-64..64)).clamp(0, pegsim_model::constants::MAX_VALUE_SIZE as i64);
+        v as usize
+    } else {
+        uniform_usize(rng, w.value_len)
+    }
+}
+
+fn uniform(rng: &mut ChaCha8Rng, r: (u64, u64)) -> u64 {
+    if r.1 <= r.0 {
+        r.0
+    } else {
+        rng.gen_range(r.0..=r.1)
+    }
+}
+
+fn uniform_usize(rng: &mut ChaCha8Rng, r: (usize, usize)) -> usize {
+    if r.1 <= r.0 {
+        r.0
+    } else {
+        rng.gen_range(r.0..=r.1)
+    }
+}
+
+/// Around `mean` (±50 %).
+fn jitter(rng: &mut ChaCha8Rng, mean: u64) -> u64 {
+    let half = mean / 2;
+    mean - half + rng.gen_range(0..=mean.max(1))
+}
