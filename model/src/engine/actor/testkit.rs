@@ -185,11 +185,21 @@ impl World {
     // ---- runners ---------------------------------------------------------------------------
 
     /// Write a registered, connected, ready and eligible runner, as the edge would, and trigger
-    /// the pool's drainer (as the ready transaction's edge does).
+    /// the pool's drainer (as the ready transaction's edge does). The runner stays alive.
     pub fn add_runner(&mut self, key: &str, version: u32, slots: u32) -> RunnerId {
+        let runner = self.register_runner(key, POOL, version, slots);
+        let out = self.with_env(|env, core| core.on_trigger_drainer(env, NS, POOL));
+        self.absorb(out);
+        self.alive.push(runner.clone());
+        runner
+    }
+
+    /// Write a registered, connected, ready and eligible runner of `pool` (no drainer trigger,
+    /// no heartbeats).
+    pub fn register_runner(&mut self, key: &str, pool: &str, version: u32, slots: u32) -> RunnerId {
         let runner = RunnerId::new(NS, key);
         let info = RunnerInfo {
-            pool: POOL.into(),
+            pool: pool.into(),
             version,
             protocol_version: 8,
             total_slots: slots,
@@ -204,12 +214,9 @@ impl World {
         };
         self.write(|txn| {
             txn.set(keys::runner_info(&runner), records::encode(&info));
-            txn.set(keys::eligible(NS, POOL, version, &runner), Vec::new());
+            txn.set(keys::eligible(NS, pool, version, &runner), Vec::new());
             txn.set(keys::registry_entry(&runner), Vec::new());
         });
-        let out = self.with_env(|env, core| core.on_trigger_drainer(env, NS, POOL));
-        self.absorb(out);
-        self.alive.push(runner.clone());
         runner
     }
 
