@@ -105,10 +105,9 @@ mod tests {
     }
 
     proptest! {
-        /// In the correct model, whatever the arrival order and duplication, the applied
-        /// indices are exactly `0, 1, …, k` (S4), and `k + 1` never arrived before the
-        /// application that would have made it next... i.e. every applied index was the
-        /// smallest one not yet applied.
+        /// In the correct model, whatever the arrival order and duplication, the applied indices
+        /// are exactly `0, 1, …, k` (S4), and `k + 1` is what an independent scan that only
+        /// accepts the next expected index reaches.
         #[test]
         fn correct_model_applies_a_gap_free_prefix(indices in proptest::collection::vec(0i64..12, 0..40)) {
             let got = applied(&indices, Canaries::NONE);

@@ -903,3 +903,199 @@ fn running_while_stopping_only_marks_ran() {
     assert!(w.state("a1").ran);
     assert_eq!(w.status("a1"), Some(ActorStatus::Stopping(StopActorReason::Destroy)));
 }
+
+/// Random scenarios: events emitted by an emulated runner and delivered in random windows
+/// (duplicated, reversed, from old generations), wakes, destroys, lost and going-away signals,
+/// runner readiness changes and time. After every operation the store and the history must
+/// satisfy S2, S4, S5, S15, S16 and S18, checked here from the store and the facts alone.
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::keys::RunnerId;
+    use crate::protocol::Event;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Emit { actor: usize, kind: u8 },
+        Deliver { actor: usize, back: usize, start: usize, len: usize, dup: bool, reverse: bool },
+        Wake { actor: usize },
+        Destroy { actor: usize },
+        Lost { actor: usize },
+        GoingAway { actor: usize },
+        Ready { runner: usize, ready: bool },
+        Advance { ms: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..3usize, 0..6u8).prop_map(|(actor, kind)| Op::Emit { actor, kind }),
+            6 => (0..3usize, 0..3usize, 0..8usize, 1..6usize, any::<bool>(), any::<bool>())
+                .prop_map(|(actor, back, start, len, dup, reverse)| Op::Deliver {
+                    actor, back, start, len, dup, reverse
+                }),
+            2 => (0..3usize).prop_map(|actor| Op::Wake { actor }),
+            1 => (0..3usize).prop_map(|actor| Op::Destroy { actor }),
+            1 => (0..3usize).prop_map(|actor| Op::Lost { actor }),
+            1 => (0..3usize).prop_map(|actor| Op::GoingAway { actor }),
+            1 => (0..2usize, any::<bool>()).prop_map(|(runner, ready)| Op::Ready { runner, ready }),
+            2 => (0..40_000u64).prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    fn event(kind: u8) -> Event {
+        match kind {
+            0 => running(),
+            1 => sleep_intent(),
+            2 => stop_intent(),
+            3 => set_alarm(Some(1)),
+            4 => stopped(StopCode::Ok),
+            _ => stopped(StopCode::Error),
+        }
+    }
+
+    fn is_stopped(e: &Event) -> bool {
+        e == &stopped(StopCode::Ok) || e == &stopped(StopCode::Error)
+    }
+
+    /// The emulated runner's event history of one `(A, g)`: the host and the events by index.
+    type Histories = BTreeMap<(String, u32), (RunnerId, Vec<Event>)>;
+
+    fn check(w: &mut World, runners: &[RunnerId], actors: &[&str], histories: &Histories) {
+        w.check_invariants(runners, actors);
+        for a in actors {
+            // S2: persisted Starts carry 0, 1, 2, … each once.
+            let starts: Vec<u32> = persisted(w, a)
+                .into_iter()
+                .filter(|(_, i, k)| *i == 0 && *k == CommandKind::Start)
+                .map(|(g, _, _)| g)
+                .collect();
+            assert_eq!(starts, (0..starts.len() as u32).collect::<Vec<_>>(), "S2 for {a}");
+            for g in 0..starts.len() as u32 {
+                // S4: applied indices are exactly 0..=k in order.
+                let applied = w.classified(a, g, EventClass::Applied);
+                assert_eq!(applied, (0..applied.len() as i64).collect::<Vec<_>>(), "S4 {a} g{g}");
+            }
+        }
+        // S5: every applied event is the one the instance emitted at that index.
+        for f in &w.facts {
+            if let Fact::EventClassified {
+                actor,
+                generation,
+                index,
+                class: EventClass::Applied,
+                event,
+                runner,
+            } = f
+            {
+                let (host, events) = &histories[&(actor.clone(), *generation)];
+                assert_eq!(host, runner);
+                assert_eq!(&events[*index as usize], event, "S5");
+            }
+        }
+        // S18: command keys belong to current placements only, at most two per allocation.
+        for r in runners {
+            let keys = w.command_keys(r);
+            assert!(keys.len() <= 2 * w.allocations(r).len(), "S18 bound");
+            for (a, g, i) in keys {
+                assert_eq!(w.placement(&a), Some(Placement { runner: r.clone(), generation: g }));
+                assert!(i == 0 || i == 1, "S6 indices");
+            }
+        }
+    }
+
+    fn run(policies: [CrashPolicy; 3], ops: Vec<Op>) {
+        let mut w = World::new();
+        let runners = vec![w.add_runner("runner-a", 1, 2), w.add_runner("runner-b", 1, 2)];
+        let actors = ["a0", "a1", "a2"];
+        for (a, p) in actors.iter().zip(policies) {
+            w.create(a, p);
+        }
+        let mut histories: Histories = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Emit { actor, kind } => {
+                    let a = actors[actor];
+                    if let Some(p) = w.placement(a) {
+                        let (_, events) = histories
+                            .entry((a.to_string(), p.generation))
+                            .or_insert_with(|| (p.runner.clone(), Vec::new()));
+                        if !events.last().is_some_and(is_stopped) {
+                            events.push(event(kind));
+                        }
+                    }
+                }
+                Op::Deliver { actor, back, start, len, dup, reverse } => {
+                    let a = actors[actor];
+                    let mine: Vec<_> = histories.iter().filter(|((x, _), _)| x == a).collect();
+                    if mine.is_empty() {
+                        continue;
+                    }
+                    let ((_, g), (host, events)) = mine[mine.len() - 1 - back % mine.len()];
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let from = start % events.len();
+                    let to = (from + len).min(events.len());
+                    let mut batch: Vec<(u32, i64, Event)> =
+                        (from..to).map(|i| (*g, i as i64, events[i].clone())).collect();
+                    if reverse {
+                        batch.reverse();
+                    }
+                    if dup {
+                        batch.extend(batch.clone());
+                    }
+                    let host = host.clone();
+                    w.events(a, &host, &batch);
+                }
+                Op::Wake { actor } => {
+                    w.deliver(actors[actor], Signal::Wake);
+                }
+                Op::Destroy { actor } => {
+                    w.deliver(actors[actor], Signal::Destroy);
+                }
+                Op::Lost { actor } | Op::GoingAway { actor } => {
+                    let a = actors[actor];
+                    if let Some(p) = w.placement(a) {
+                        let signal = if matches!(op, Op::Lost { .. }) {
+                            Signal::RunnerLost { runner: p.runner, generation: p.generation }
+                        } else {
+                            Signal::GoingAway { runner: p.runner, generation: p.generation }
+                        };
+                        w.deliver(a, signal);
+                    }
+                }
+                Op::Ready { runner, ready } => {
+                    let r = runners[runner].clone();
+                    w.update_runner(&r, |i| i.ready = ready);
+                    if ready {
+                        let out = w.with_env(|env, core| core.on_trigger_drainer(env, NS, POOL));
+                        w.absorb(out);
+                    }
+                }
+                Op::Advance { ms } => w.advance(ms),
+            }
+            check(&mut w, &runners, &actors, &histories);
+        }
+    }
+
+    fn policy() -> impl Strategy<Value = CrashPolicy> {
+        prop_oneof![
+            Just(CrashPolicy::Restart),
+            Just(CrashPolicy::Sleep),
+            Just(CrashPolicy::Destroy)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_scenarios_keep_the_workflow_invariants(
+            policies in [policy(), policy(), policy()],
+            ops in proptest::collection::vec(op(), 1..40),
+        ) {
+            run(policies, ops);
+        }
+    }
+}
