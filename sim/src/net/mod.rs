@@ -1,5 +1,5 @@
 //! The simulated runner-edge transport: a TCP link whose faults the simulator controls
-//! ([`link`]), as `spec/protocol.md` §2.1–2.2 and §9 describe.
+//! ([`link`]) and a WebSocket over it ([`ws`]), as `spec/protocol.md` §2.1–2.2 and §9 describe.
 //!
 //! Owns: the byte transport between a runner node and an edge node inside a madsim world, the
 //! per-connection fault switches (reset, half-open, clog, delay, close), the WebSocket handshake
@@ -13,8 +13,16 @@
 //! server side is the edge (it writes [`Dir::ToRunner`](crate::run::Dir::ToRunner)).
 
 pub mod link;
+pub mod ws;
+
+#[cfg(test)]
+mod tests;
 
 pub use link::{Link, LinkControl, LinkRegistry, LinkStats, Side};
+pub use ws::{
+    accept, accept_registered, accept_with_config, connect, connect_with_config, AcceptedRequest,
+    WsConfig, WsConn, WsEvent, WsReceiver, WsSender, RIVET_SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX,
+};
 
 /// Why a transport operation failed. Every failure of the link or the WebSocket is one of these;
 /// nothing in this module panics on bytes from the peer.
