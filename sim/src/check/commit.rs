@@ -64,8 +64,8 @@ impl Checker {
             self.flag(invariant, at, actor, runner.as_ref(), detail);
         }
 
-        self.check_registry_commit(at, label, version, &changes);
         self.check_command_commit(at, label, version, &changes);
+        self.check_registry_commit(at, label, version, &changes);
         self.check_kv_commit(at, label, &changes);
         self.track_pending(at, &changes);
     }

@@ -440,7 +440,7 @@ impl Checker {
     }
 
     fn gen(&mut self, actor: &str, generation: u32) -> &mut GenTrack {
-        self.gens.entry((actor.to_string(), generation)).or_insert_with(GenTrack::new)
+        self.gens.entry((actor.to_string(), generation)).or_default()
     }
 
     fn proc(&mut self, runner: &RunnerId) -> &mut ProcTrack {

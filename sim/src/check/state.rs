@@ -65,7 +65,7 @@ pub(super) struct WrittenCommand {
 }
 
 /// Per live generation `(A, g)`: from its `Start` (or first event) until its `EndGeneration`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct GenTrack {
     /// S6: every command key written, by index.
     pub cmds: BTreeMap<i64, WrittenCommand>,
@@ -77,9 +77,14 @@ pub(super) struct GenTrack {
     pub last_fetch_version: Option<Version>,
 }
 
-impl GenTrack {
-    pub fn new() -> Self {
-        GenTrack { applied_upto: -1, ..Default::default() }
+impl Default for GenTrack {
+    fn default() -> Self {
+        GenTrack {
+            cmds: BTreeMap::new(),
+            applied_upto: -1,
+            emitted: BTreeMap::new(),
+            last_fetch_version: None,
+        }
     }
 }
 

@@ -4,3 +4,11 @@
 mod support;
 
 mod clean;
+mod commands;
+mod envelope;
+mod events;
+mod frames;
+mod instances;
+mod liveness;
+mod preload;
+mod registry;

@@ -153,13 +153,13 @@ impl World {
     }
 
     /// A frame from the engine, written and then received.
-    pub fn to_runner(&mut self, conn: ConnId, r: &RunnerId, message: p::ToEnvoy) {
+    pub fn send_to_runner(&mut self, conn: ConnId, r: &RunnerId, message: p::ToEnvoy) {
         self.frame(conn, r, Dir::ToRunner, false, 64, Decoded::ToEnvoy(message.clone()));
         self.frame(conn, r, Dir::ToRunner, true, 64, Decoded::ToEnvoy(message));
     }
 
     /// A frame from the runner, written and then received.
-    pub fn to_engine(&mut self, conn: ConnId, r: &RunnerId, message: p::ToRivet) {
+    pub fn send_to_engine(&mut self, conn: ConnId, r: &RunnerId, message: p::ToRivet) {
         self.frame(conn, r, Dir::ToEngine, false, 64, Decoded::ToRivet(message.clone()));
         self.frame(conn, r, Dir::ToEngine, true, 64, Decoded::ToRivet(message));
     }
@@ -192,11 +192,11 @@ impl World {
         self.fact(&node, Fact::RunnerConnecting { runner: r.clone(), conn });
         self.fact(EDGE, Fact::SubscriptionConfirmed { runner: r.clone(), conn });
         let epoch = self.register(r, conn);
-        self.to_engine(conn, r, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
+        self.send_to_engine(conn, r, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
             prepopulate_actor_names: None,
             metadata: None,
         }));
-        self.to_runner(conn, r, init());
+        self.send_to_runner(conn, r, init());
         self.fact(&node, Fact::RunnerInit { runner: r.clone(), conn });
         self.commit(EDGE, TxnLabel::Metadata, vec![set(
             keys::actor_name_metadata(NS, NAME),
@@ -269,13 +269,27 @@ impl World {
     /// The edge fetches a bundle and writes the `Start`; the runner executes it, starts the
     /// instance and acknowledges; the edge deletes the key.
     pub fn deliver_start(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, bundle: Option<p::PreloadedKv>) {
+        let version = self.version;
+        self.deliver_start_at(actor, r, conn, generation, bundle, version);
+    }
+
+    /// [`World::deliver_start`] with the bundle read at `read_version`.
+    pub fn deliver_start_at(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        bundle: Option<p::PreloadedKv>,
+        read_version: u64,
+    ) {
         let node = node_of(r);
         self.fact(EDGE, Fact::PreloadFetched {
             runner: r.clone(),
             conn,
             actor: actor.into(),
             generation,
-            read_version: Some(self.version),
+            read_version: Some(read_version),
             budget: pegsim_model::constants::PRELOAD_MAX_TOTAL_BYTES,
             manifest_json: None,
             bundle: bundle.clone(),
@@ -292,7 +306,7 @@ impl World {
         if let p::ActorCommandKeyData::CommandStartActor(s) = &mut start {
             s.preloaded_kv = bundle;
         }
-        self.to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 0, start)]));
+        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 0, start)]));
         self.fact(&node, Fact::RunnerCommand {
             runner: r.clone(),
             conn,
@@ -310,7 +324,7 @@ impl World {
     pub fn command_ack(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, k: i64) {
         let node = node_of(r);
         self.fact(&node, Fact::RunnerAckCommands { runner: r.clone(), conn, actor: actor.into(), generation, index: k });
-        self.to_engine(conn, r, p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
+        self.send_to_engine(conn, r, p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
             last_command_checkpoints: vec![cp(actor, generation, k)],
         }));
         self.commit(EDGE, TxnLabel::CommandAck, vec![Mutation::ClearRange {
@@ -328,7 +342,7 @@ impl World {
             index,
             event: event.clone(),
         });
-        self.to_engine(conn, r, p::ToRivet::ToRivetEvents(vec![p::EventWrapper {
+        self.send_to_engine(conn, r, p::ToRivet::ToRivetEvents(vec![p::EventWrapper {
             checkpoint: cp(actor, generation, index),
             inner: event,
         }]));
@@ -355,7 +369,7 @@ impl World {
     /// The step publishes an event ack, the runner receives it and forgets.
     pub fn ack_events(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, k: i64) {
         self.fact(CORE, Fact::EventAckPublished { runner: r.clone(), actor: actor.into(), generation, index: k });
-        self.to_runner(conn, r, p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
+        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
             last_event_checkpoints: vec![cp(actor, generation, k)],
         }));
         self.fact(&node_of(r), Fact::EventForget { runner: r.clone(), actor: actor.into(), generation, index: k });
@@ -377,7 +391,7 @@ impl World {
     /// The edge writes the `Stop`, the runner executes and acknowledges it.
     pub fn deliver_stop(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, reason: p::StopActorReason) {
         self.fact(EDGE, Fact::CommandsSent { runner: r.clone(), conn, replay: false, checkpoints: vec![(actor.into(), generation, 1)] });
-        self.to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 1, stop_content(reason))]));
+        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 1, stop_content(reason))]));
         self.fact(&node_of(r), Fact::RunnerCommand {
             runner: r.clone(),
             conn,
@@ -442,11 +456,25 @@ impl World {
 
     /// A whole generation: allocate, start, Running, sleep intent, Stop, Stopped, Sleeping.
     pub fn sleep_cycle(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32) {
+        self.sleep_cycle_with(actor, r, conn, generation, Some(p::preloaded_kv::empty_keyspace()), |_| {});
+    }
+
+    /// [`World::sleep_cycle`] delivering `bundle`, running `during` once the actor is Running.
+    pub fn sleep_cycle_with(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        bundle: Option<p::PreloadedKv>,
+        during: impl FnOnce(&mut World),
+    ) {
         self.allocate(actor, r, generation);
-        self.deliver_start(actor, r, conn, generation, Some(p::preloaded_kv::empty_keyspace()));
+        self.deliver_start(actor, r, conn, generation, bundle);
         self.emit_apply(actor, r, conn, generation, 0, running());
         self.status(actor, ActorStatus::Running);
         self.ack_events(actor, r, conn, generation, 0);
+        during(self);
         self.emit(actor, r, conn, generation, 1, intent_sleep());
         self.persist_stop(actor, r, generation, p::StopActorReason::SleepIntent);
         self.classify(actor, r, generation, 1, EventClass::Applied, intent_sleep());
@@ -466,6 +494,71 @@ impl World {
         );
     }
 
+    /// The instance `(A, g)` on `r` issues a KV put of `key := value` and the edge commits it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn kv_put(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, request_id: u32, key: &[u8], value: &[u8]) -> u64 {
+        self.fact(&node_of(r), Fact::KvRequestSent {
+            runner: r.clone(),
+            conn,
+            actor: actor.into(),
+            generation,
+            request_id,
+            kind: "put".into(),
+        });
+        let ts = self.now as i64;
+        let v = self.commit(EDGE, TxnLabel::KvRequest, vec![set(keys::actor_kv_key(actor, key), kv_record(value, ts))]);
+        let epoch = self.info(r).epoch;
+        self.fact(EDGE, Fact::KvAnswered {
+            runner: r.clone(),
+            conn,
+            epoch,
+            actor: actor.into(),
+            request_id,
+            placement_generation: Some(generation),
+            mutation_version: Some(v),
+            error: None,
+        });
+        v
+    }
+
+    /// The registry expires `r` and declares `lost` lost.
+    pub fn expire(&mut self, r: &RunnerId, lost: Vec<(String, u32)>) {
+        let info = self.info(r);
+        info.expired = true;
+        info.connected = false;
+        info.ready = false;
+        let m = self.put_info(r);
+        self.commit(CORE, TxnLabel::Expiry, vec![m, clear(keys::eligible(NS, POOL, 1, r))]);
+        self.fact(CORE, Fact::Expired { runner: r.clone(), lost });
+    }
+
+    /// A step accepting `RunnerLost` for `(r, g)`: the generation ends with outcome `Lost` and
+    /// the crash policy `Restart`, rescheduled.
+    pub fn end_lost(&mut self, actor: &str, r: &RunnerId, generation: u32) {
+        self.info(r).used_slots -= 1;
+        let info = self.put_info(r);
+        self.step(actor, vec![
+            clear(keys::actor_placement(actor)),
+            clear(keys::runner_alloc(r, actor)),
+            info,
+            Mutation::ClearRange { range: keys::runner_cmd_generation(r, actor, generation) },
+        ]);
+        self.fact(CORE, Fact::EndGeneration {
+            actor: actor.into(),
+            runner: r.clone(),
+            generation,
+            outcome: EndOutcome::Lost,
+            inputs: DispositionInputs {
+                destroy_requested: false,
+                wake_pending: false,
+                stop_reason: None,
+                crash_policy: CrashPolicy::Restart,
+            },
+            disposition: Disposition::Reschedule,
+        });
+        self.status(actor, ActorStatus::Rescheduling);
+    }
+
     /// Feed everything to a fresh checker.
     pub fn check(&self) -> Checker {
         self.check_with(CheckConfig::default())
@@ -476,6 +569,8 @@ impl World {
         for e in &self.entries {
             checker.observe(e);
         }
+        // The last step's window closes with the next entry; the history ends here.
+        checker.close_window();
         checker
     }
 }
