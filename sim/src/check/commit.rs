@@ -21,6 +21,20 @@ impl Checker {
         version: Version,
         applied: &[Mutation],
     ) {
+        let previous = self.shadow.version;
+        if previous != 0 && version != previous + 1 {
+            self.shadow_gap = true;
+            self.flag(
+                names::HISTORY,
+                at,
+                None,
+                None,
+                format!(
+                    "commit {version} ({label:?}) follows commit {previous}: {} applied commits have no Fact::Commit, so the store shadow is incomplete",
+                    version.saturating_sub(previous + 1)
+                ),
+            );
+        }
         let changes = self.shadow.apply(version, applied);
         let mut window = Window::new(at, node);
         for change in &changes {

@@ -173,6 +173,9 @@ pub struct Checker {
     pool_capacity: BTreeMap<(String, String), u64>,
     /// L8: when each pending entry appeared.
     pending_since: BTreeMap<(ActorId, PendingEntry), u64>,
+    /// Some applied commit was never recorded (see `names::HISTORY`): the keyspace shadow is
+    /// incomplete, so the checks that read actor keyspaces are suspended.
+    shadow_gap: bool,
 }
 
 impl Checker {
@@ -203,6 +206,7 @@ impl Checker {
             late_starts: Vec::new(),
             pool_capacity: BTreeMap::new(),
             pending_since: BTreeMap::new(),
+            shadow_gap: false,
         }
     }
 

@@ -35,6 +35,12 @@ pub const K6: &str = "K6 storage bound";
 // ---- the data-loss oracle ------------------------------------------------------------------------
 pub const DATA_LOSS: &str = "DATA-LOSS counter";
 
+// ---- the history itself --------------------------------------------------------------------------
+/// Not a spec invariant: the history must carry a `Fact::Commit` for every applied commit (store
+/// versions are consecutive), or the checkers' shadow of the store is wrong and every check that
+/// reads it could raise false alarms or miss violations. Reported so the gap is visible.
+pub const HISTORY: &str = "HISTORY every commit recorded";
+
 // ---- liveness, spec/protocol.md §8.3 -------------------------------------------------------------
 pub const L1: &str = "L1 connection";
 pub const L2: &str = "L2 INV-CMD-DELIVER";

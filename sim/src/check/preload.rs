@@ -24,6 +24,9 @@
 //!   `config.input`. P13 is decided only where the history alone proves full coverage: a bundle
 //!   that is `empty_keyspace()` answers every startup lookup, so such a startup makes no live
 //!   read.
+//! - Once a commit is missing from the history (`names::HISTORY`), the keyspace shadow is
+//!   incomplete and every check here that reads it (P0–P16 on bundles, P12–P14, K6, DATA-LOSS) is
+//!   suspended; the HISTORY violation already fails the run.
 //! - DATA-LOSS: the state key `[1]` holds a JSON object with an integer `counter` that every start
 //!   increments (the model application's rule). The committed counter never decreases, and the
 //!   first write of a newer generation never leaves it at or below the last one (that would be a
@@ -83,7 +86,7 @@ impl Checker {
             let KeyKind::ActorKv(actor, key) = &change.kind else { continue };
             let only_deletes = actors.entry(actor.clone()).or_insert(true);
             *only_deletes &= change.new.is_none();
-            if key.as_slice() == STATE_KEY {
+            if key.as_slice() == STATE_KEY && !self.shadow_gap {
                 self.check_counter(at, actor, change.new.as_ref());
             }
         }
@@ -91,7 +94,7 @@ impl Checker {
             self.check_kv_writer(at, label, &actor, only_deletes);
             let usage = self.shadow.kv_usage.get(&actor).copied().unwrap_or(0);
             let quota = self.cfg.kv.max_storage_size;
-            if usage > quota {
+            if usage > quota && !self.shadow_gap {
                 self.flag(
                     names::K6,
                     at,
@@ -166,7 +169,7 @@ impl Checker {
                 empty_keyspace_bundle: delivered.as_ref().is_some_and(is_empty_keyspace),
             });
         }
-        if failed {
+        if failed || self.shadow_gap {
             return;
         }
         let location = self.manifest_location(runner, actor, generation);
@@ -286,6 +289,9 @@ impl Checker {
         let Some(pending) = self.procs.get_mut(runner).and_then(|p| p.startups.remove(&key)) else {
             return;
         };
+        if self.shadow_gap {
+            return;
+        }
         if record.new_actor && pending.start.snapshot.get(STATE_KEY).is_some() {
             self.flag(
                 names::P14,

@@ -235,3 +235,38 @@ fn k6_a_keyspace_over_its_quota() {
     config.kv.max_storage_size = 43;
     assert_only(&w.check_with(config), &["K6"]);
 }
+
+#[test]
+fn a_commit_missing_from_the_history_is_reported_once_and_suspends_keyspace_checks() {
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    w.sleep_cycle_with("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()), |w| {
+        // A KV put commits in the store but its Fact::Commit is not recorded: only the answer is.
+        w.fact(&node_of(&r1), Fact::KvRequestSent {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            actor: "a1".into(),
+            generation: 0,
+            request_id: 5,
+            kind: "put".into(),
+        });
+        w.version += 1;
+        let (missing, epoch) = (w.version, w.info(&r1).epoch);
+        w.fact(EDGE, Fact::KvAnswered {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            epoch,
+            actor: "a1".into(),
+            request_id: 5,
+            placement_generation: Some(0),
+            mutation_version: Some(missing),
+            error: None,
+        });
+    });
+    w.allocate("a1", &r1, 1);
+    // The next delivery's bundle (unknowable from the history) is not judged.
+    w.deliver_start("a1", &r1, ConnId(1), 1, Some(p::preloaded_kv::empty_keyspace()));
+    assert_only(&w.check(), &["HISTORY"]);
+}
