@@ -217,6 +217,10 @@ impl Checker {
         });
         if let Some(runner) = runner {
             self.on_connection_lost(at, &runner, conn);
+            // No answer can come on this connection any more.
+            if let Some(p) = self.procs.get_mut(&runner) {
+                p.kv_requests.retain(|_, (_, _, c)| *c != conn);
+            }
         }
         self.maybe_drop_conn(conn);
     }
@@ -224,7 +228,14 @@ impl Checker {
     pub(super) fn maybe_drop_conn(&mut self, conn: ConnId) {
         if self.conns.get(&conn).is_some_and(|c| c.edge_closed && c.runner_closed) {
             self.conns.remove(&conn);
-            self.closed_conns.insert(conn);
+            if self.closed_conns.insert(conn) {
+                self.closed_order.push_back(conn);
+            }
+            while self.closed_order.len() > super::CLOSED_CONNS_KEPT {
+                if let Some(old) = self.closed_order.pop_front() {
+                    self.closed_conns.remove(&old);
+                }
+            }
         }
     }
 }

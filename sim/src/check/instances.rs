@@ -153,7 +153,7 @@ impl Checker {
     pub(super) fn on_runner_exit(&mut self, at: At, node: &str, runner: &RunnerId) {
         self.progress += 1;
         *self.node_incarnation.entry(node.to_string()).or_default() += 1;
-        self.kill_process(at, runner, None);
+        self.kill_process(at, runner);
     }
 
     pub(super) fn on_node(&mut self, at: At, node: &str, event: &str) {
@@ -165,7 +165,7 @@ impl Checker {
         let runners: Vec<RunnerId> =
             self.procs.iter().filter(|(_, p)| p.node == node).map(|(r, _)| r.clone()).collect();
         for runner in runners {
-            self.kill_process(at, &runner, Some(node));
+            self.kill_process(at, &runner);
         }
         // Instances recorded by the crashed node end with it, whoever their runner is.
         self.kill_instances(at, |_, instance_node| instance_node == node);
@@ -182,7 +182,7 @@ impl Checker {
     }
 
     /// A runner process is gone: its instances end now, and what only it could do is forgotten.
-    fn kill_process(&mut self, at: At, runner: &RunnerId, _node: Option<&str>) {
+    fn kill_process(&mut self, at: At, runner: &RunnerId) {
         self.kill_instances(at, |r, _| r == runner);
         if let Some(proc) = self.procs.remove(runner) {
             if let Some(conn) = proc.current_conn {
@@ -191,6 +191,9 @@ impl Checker {
                 }
                 self.maybe_drop_conn(conn);
             }
+        }
+        if !self.shadow.infos.contains_key(runner) {
+            self.idents.remove(runner);
         }
     }
 

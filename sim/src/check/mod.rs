@@ -51,7 +51,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use pegsim_model::config::Timing;
@@ -70,6 +70,9 @@ use state::{ActorTrack, At, ConnTrack, GenTrack, IdentTrack, ProcTrack, Window};
 /// `Δ` of `spec/protocol.md` §8.3: a small multiple of the link, bus and step latencies, added
 /// to every liveness bound.
 pub const LIVENESS_DELTA_MS: u64 = 5_000;
+
+/// How many closed connections are remembered (to ignore frames still in flight on them).
+const CLOSED_CONNS_KEPT: usize = 4_096;
 
 /// The oracle run of `spec/preload.md` §6.3: the startup program run over `S@V` with every read
 /// live and its own writes applied, for actor `A`, generation `g` and the actor's input. Provided
@@ -160,8 +163,12 @@ pub struct Checker {
     procs: BTreeMap<RunnerId, ProcTrack>,
     idents: BTreeMap<RunnerId, IdentTrack>,
     conns: BTreeMap<ConnId, ConnTrack>,
-    /// Connections both ends closed (frames still in flight on them are not checked again).
+    /// Connections both ends closed (frames still in flight on them are not checked again); the
+    /// most recent `CLOSED_CONNS_KEPT`, oldest first in `closed_order`.
     closed_conns: BTreeSet<ConnId>,
+    closed_order: VecDeque<ConnId>,
+    /// Where updates addressed to a closed connection go (and are dropped).
+    scratch_conn: ConnTrack,
     /// Process incarnation per node (S12: a key is never reused by another incarnation).
     node_incarnation: BTreeMap<String, u64>,
     /// S12: the (node, incarnation) that first connected with each runner identity.
@@ -201,6 +208,8 @@ impl Checker {
             idents: BTreeMap::new(),
             conns: BTreeMap::new(),
             closed_conns: BTreeSet::new(),
+            closed_order: VecDeque::new(),
+            scratch_conn: ConnTrack::default(),
             node_incarnation: BTreeMap::new(),
             key_owner: BTreeMap::new(),
             late_starts: Vec::new(),
@@ -276,8 +285,8 @@ impl Checker {
                 self.on_tombstone_drop(at, runner, actor, *generation)
             }
             Fact::Fence { .. } | Fact::FatalEviction { .. } | Fact::RunnerProtocolViolation { .. } => {}
-            Fact::KvRequestSent { runner, actor, generation, request_id, .. } => {
-                self.on_kv_request_sent(at, runner, actor, *generation, *request_id)
+            Fact::KvRequestSent { runner, conn, actor, generation, request_id, .. } => {
+                self.on_kv_request_sent(at, runner, *conn, actor, *generation, *request_id)
             }
             Fact::StartupObserved { runner, actor, generation, had_bundle, live_reads, record } => {
                 self.on_startup_observed(at, runner, actor, *generation, *had_bundle, *live_reads, record)
@@ -455,7 +464,13 @@ impl Checker {
         self.idents.entry(runner.clone()).or_default()
     }
 
+    /// The record of `conn`, created on first use; a connection already closed on both ends gets
+    /// a throw-away record, so that late facts and frames cannot resurrect it.
     fn conn(&mut self, conn: ConnId) -> &mut ConnTrack {
+        if self.closed_conns.contains(&conn) {
+            self.scratch_conn = ConnTrack::default();
+            return &mut self.scratch_conn;
+        }
         self.conns.entry(conn).or_default()
     }
 

@@ -160,6 +160,11 @@ impl Checker {
             }
             push_hist(&mut ident.info_hist, version, new.map(|n| (n.epoch, n.expired)));
         }
+        // A retired identity whose process is gone can no longer matter (its epochs are kept in
+        // `max_epoch` only while it may register again, i.e. while its process lives).
+        if new.is_none() && !self.procs.contains_key(runner) {
+            self.idents.remove(runner);
+        }
         if let Some(detail) = epoch_problem {
             self.flag(names::S12, at, None, Some(runner), detail);
         }
@@ -464,12 +469,13 @@ impl Checker {
         &mut self,
         at: At,
         runner: &RunnerId,
+        conn: ConnId,
         actor: &str,
         generation: u32,
         request_id: u32,
     ) {
         let proc = self.proc(runner);
-        proc.kv_requests.insert(request_id, (actor.to_string(), generation));
+        proc.kv_requests.insert(request_id, (actor.to_string(), generation, conn));
         let started = proc.max_started.get(actor).is_some_and(|m| *m >= generation);
         if !started {
             self.flag(
@@ -500,10 +506,10 @@ impl Checker {
         let mut issuing_generation = None;
         match issuer {
             Some(None) => problems.push(format!("request {request_id} of {runner} was never sent by an instance")),
-            Some(Some((a, _))) if a != actor => {
+            Some(Some((a, _, _))) if a != actor => {
                 problems.push(format!("request {request_id} was issued by an instance of {a}, not {actor}"))
             }
-            Some(Some((_, g))) => issuing_generation = Some(g),
+            Some(Some((_, g, _))) => issuing_generation = Some(g),
             None => {}
         }
         let placement = self

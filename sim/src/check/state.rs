@@ -141,8 +141,8 @@ pub(super) struct ProcTrack {
     pub gens: BTreeMap<(ActorId, u32), RunnerGen>,
     /// S10: tombstones dropped while `conn` was current.
     pub tombstones: Option<(ConnId, BTreeSet<(ActorId, u32)>)>,
-    /// S14: request id -> issuing `(A, g)`.
-    pub kv_requests: BTreeMap<u32, (ActorId, u32)>,
+    /// S14: request id -> issuing `(A, g)` and the connection it was sent on.
+    pub kv_requests: BTreeMap<u32, (ActorId, u32, ConnId)>,
     /// P12: started instances waiting for their startup record.
     pub startups: BTreeMap<(ActorId, u32), PendingStartup>,
     /// L3.
