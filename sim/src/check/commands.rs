@@ -257,7 +257,7 @@ impl Checker {
         if let Some(track) = self.gens.get_mut(&key) {
             for (_, c) in track.cmds.range_mut(..=index) {
                 if c.runner == *runner {
-                    c.ack_received_ms.get_or_insert(at.ms);
+                    c.ack_received_ms = Some(at.ms);
                 }
             }
         }

@@ -12,7 +12,9 @@
 //!   `RECONNECT_MAX + 25 % jitter + INIT_TIMEOUT + Δ` from when it lost the last one.
 //! - L2: a command key of a runner with a ready connection, not received on that connection:
 //!   `Δ` from `max(persisted, connection ready)`; a key whose acknowledgement the edge received
-//!   and that still exists: `Δ` from the receipt.
+//!   during the heal phase and that still exists: `Δ` from the receipt. (An acknowledgement whose
+//!   transaction failed in the store before `T_q` is only repeated after the next replay, so it
+//!   opens no obligation.)
 //! - L3: per `(R, A, g)` with `R` ready, the oldest emitted event not applied, stale or forgotten:
 //!   `EVENT_RESEND_INTERVAL + Δ`; not forgotten: a further `EVENT_ACK_MAX_DELAY + Δ`. Measured
 //!   from `max(emitted, connection ready)` (events only travel on a ready connection).
@@ -126,7 +128,7 @@ impl Checker {
                 if !present {
                     continue;
                 }
-                if let Some(acked) = c.ack_received_ms {
+                if let Some(acked) = c.ack_received_ms.filter(|a| *a >= t_q) {
                     push(
                         names::L2,
                         acked,

@@ -60,7 +60,7 @@ pub(super) struct WrittenCommand {
     pub persisted_ms: u64,
     /// L2: the runner connection on which the runner last received it.
     pub received_on: Option<ConnId>,
-    /// L2: when the edge received an acknowledgement covering it.
+    /// L2: when the edge last received an acknowledgement covering it.
     pub ack_received_ms: Option<u64>,
 }
 

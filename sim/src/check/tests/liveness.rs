@@ -129,3 +129,34 @@ fn memory_stays_bounded_over_many_generations() {
     assert!(checker.idents[&r1].edge_acks.is_empty());
     assert!(checker.conns.values().all(|c| c.fetched.is_empty() && c.first_start.is_empty()));
 }
+
+#[test]
+fn l2_an_acknowledged_command_that_is_never_deleted() {
+    // commands-never-deleted, seen from liveness: the ack arrives, the key stays.
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    heal(&mut w);
+    w.allocate("a1", &r1, 0);
+    w.send_to_runner(ConnId(1), &r1, p::ToEnvoy::ToEnvoyCommands(vec![wrapper("a1", 0, 0, start_content(None))]));
+    w.fact(&node_of(&r1), Fact::RunnerCommand {
+        runner: r1.clone(),
+        conn: ConnId(1),
+        actor: "a1".into(),
+        generation: 0,
+        index: 0,
+        kind: pegsim_model::fact::CommandKind::Start,
+        disposition: pegsim_model::fact::CommandDisposition::Exec,
+    });
+    w.fact(&node_of(&r1), Fact::InstanceStart { runner: r1.clone(), actor: "a1".into(), generation: 0 });
+    w.fact(&node_of(&r1), Fact::RunnerAckCommands { runner: r1.clone(), conn: ConnId(1), actor: "a1".into(), generation: 0, index: 0 });
+    w.send_to_engine(ConnId(1), &r1, p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
+        last_command_checkpoints: vec![cp("a1", 0, 0)],
+    }));
+    let acked = w.now;
+    let mut checker = w.check();
+    checker.finish(acked + LIVENESS_DELTA_MS + 1);
+    assert_only(&checker, &["L2"]);
+    assert!(checker.violations()[0].detail.contains("acknowledged but not deleted"));
+}
