@@ -109,14 +109,20 @@ impl Checker {
                 format!("command ({runner}, {actor}, {generation}, {index}) persisted after end_generation({actor}, {generation})"),
             );
         }
-        let placement = self.shadow.placements.get(actor).cloned();
-        if placement.as_ref().is_none_or(|p| p.runner != *runner || p.generation != generation) {
+        // The step may place the generation in this commit (a `Start`) or end it after writing
+        // (a `Stop` followed by its `Stopped` in one batch): either side of the commit counts.
+        let targets = |p: &Option<Placement>| {
+            p.as_ref().is_some_and(|p| p.runner == *runner && p.generation == generation)
+        };
+        let after = self.shadow.placements.get(actor).cloned();
+        let before = self.placement_before_step(actor);
+        if !targets(&after) && !targets(&before) {
             self.flag(
                 names::S3,
                 at,
                 Some(actor),
                 Some(runner),
-                format!("command ({runner}, {actor}, {generation}, {index}) persisted while the placement is {placement:?}"),
+                format!("command ({runner}, {actor}, {generation}, {index}) persisted while the placement is {after:?} (before the step {before:?})"),
             );
         }
         if is_start && index == 0 {

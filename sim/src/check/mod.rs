@@ -11,7 +11,7 @@
 //!
 //! Modules (one concept each, all `impl Checker` blocks over the shared state of `state`):
 //! - `names`: the invariant names; `envelope`: the timing envelope (§6.3);
-//! - `shadow`: the store shadow; `state`: what is remembered;
+//! - `shadow`: the store shadow; `state`: what is remembered; `commit`: what every commit runs;
 //! - `instances`: S1, S2 (instances vs generations), S7 (instance starts), runner processes;
 //! - `generations`: S2 (start sequence), S3, S16, S17;
 //! - `events`: S4, S5, S8;
@@ -27,6 +27,18 @@
 //! needs the previous generation's end, a disposition needs its outcome and resulting status, the
 //! status needs the placement) run when the window closes, independently of the facts' order
 //! inside the step. "Before the step" means the shadow before the window's commit.
+//!
+//! What the checker assumes of the history (the world's side of the contract):
+//! - it starts from an empty store and carries a `Fact::Commit` for every applied commit (store
+//!   versions are consecutive); a gap is reported as `HISTORY every commit recorded`;
+//! - `Entry::Frame` entries are data frames only (WebSocket control frames are not protocol
+//!   frames), each recorded when written and again when read;
+//! - a runner node's facts carry that node's name, and its crash is an `Entry::Node` `crash`.
+//!
+//! Not decidable from the history, so not checked: P11 (the runner's individual map lookups are
+//! not recorded), P13 beyond the empty-keyspace case, L11 (alarm due times are the core node's
+//! skewed wall clock), S16's sleep marker (not a store key). P17 and P18 are covered by P12,
+//! which compares every startup (with or without a bundle) with the oracle run.
 //!
 //! Choices where the specs are silent (more in each module's top comment):
 //! - Each distinct invariant is reported once, at its first occurrence; S1, S2 and S14 found

@@ -280,3 +280,78 @@ fn s17_the_disposition_table_row_by_row() {
     assert_eq!(allowed_dispositions(&inputs(false, false, Some(Reason::Lost), CrashPolicy::Destroy), StoppedOk), [Destroy]);
     assert_eq!(allowed_dispositions(&inputs(false, false, None, CrashPolicy::Restart), Lost), [Restart, Reschedule]);
 }
+
+#[test]
+fn a_destroy_and_the_stopped_event_in_one_step_pass() {
+    // One batch: Destroy persists Stop(DESTROY), then the instance's Stopped ends the generation
+    // and the actor is destroyed; the Stop key is written and deleted by the same commit.
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    w.allocate("a1", &r1, 0);
+    w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
+    w.terminate("a1", &r1, ConnId(1), 0, 0, p::StopCode::Error);
+    w.info(&r1).used_slots -= 1;
+    let info = w.put_info(&r1);
+    w.step("a1", vec![
+        set(keys::runner_cmd(&r1, "a1", 0, 1), pegsim_model::wire::encode_stored_command(&stop_content(Reason::Destroy))),
+        clear(keys::actor_placement("a1")),
+        clear(keys::runner_alloc(&r1, "a1")),
+        info,
+        pegsim_model::store::Mutation::ClearRange { range: keys::runner_cmd_generation(&r1, "a1", 0) },
+        clear(keys::actor_namespace("a1")),
+    ]);
+    w.fact(CORE, Fact::CommandPersisted {
+        runner: r1.clone(),
+        actor: "a1".into(),
+        generation: 0,
+        index: 1,
+        kind: pegsim_model::fact::CommandKind::Stop(Reason::Destroy),
+    });
+    w.status("a1", ActorStatus::Stopping(Reason::Destroy));
+    w.classify("a1", &r1, 0, 0, pegsim_model::fact::EventClass::Applied, stopped(p::StopCode::Error));
+    w.fact(CORE, Fact::EndGeneration {
+        actor: "a1".into(),
+        runner: r1.clone(),
+        generation: 0,
+        outcome: EndOutcome::StoppedError,
+        inputs: DispositionInputs { destroy_requested: true, wake_pending: false, stop_reason: Some(Reason::Destroy), crash_policy: CrashPolicy::Restart },
+        disposition: Disposition::Destroy,
+    });
+    w.status("a1", ActorStatus::Destroyed);
+    w.ack_events("a1", &r1, ConnId(1), 0, 0);
+    w.fact(&node_of(&r1), Fact::TombstoneDrop { runner: r1.clone(), actor: "a1".into(), generation: 0 });
+    assert_only(&w.check(), &[]);
+}
+
+#[test]
+fn s13_a_full_runner_may_take_the_next_generation_of_an_actor_it_frees() {
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.info(&r1).total_slots = 1;
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    w.allocate("a1", &r1, 0);
+    w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
+    w.terminate("a1", &r1, ConnId(1), 0, 0, p::StopCode::Error);
+    // One step: Stopped ends generation 0 (freeing the only slot) and a crash restart places
+    // generation 1 on the same runner.
+    w.step("a1", vec![
+        set(keys::actor_placement("a1"), pegsim_model::records::encode(&pegsim_model::records::Placement { runner: r1.clone(), generation: 1 })),
+        set(keys::runner_alloc(&r1, "a1"), pegsim_model::records::encode(&1u32)),
+        pegsim_model::store::Mutation::ClearRange { range: keys::runner_cmd_generation(&r1, "a1", 0) },
+        set(keys::runner_cmd(&r1, "a1", 1, 0), pegsim_model::wire::encode_stored_command(&start_content(None))),
+    ]);
+    w.classify("a1", &r1, 0, 0, pegsim_model::fact::EventClass::Applied, stopped(p::StopCode::Error));
+    w.fact(CORE, Fact::EndGeneration {
+        actor: "a1".into(),
+        runner: r1.clone(),
+        generation: 0,
+        outcome: EndOutcome::StoppedError,
+        inputs: DispositionInputs { destroy_requested: false, wake_pending: false, stop_reason: None, crash_policy: CrashPolicy::Restart },
+        disposition: Disposition::Restart,
+    });
+    w.status("a1", ActorStatus::Starting);
+    assert_only(&w.check(), &[]);
+}
