@@ -1,0 +1,5 @@
+//! Tests of the runner: support code (a live KV answering from a snapshot, frame helpers), the
+//! startup program and its oracle equivalence.
+
+mod startup_tests;
+mod support;
