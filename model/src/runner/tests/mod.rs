@@ -1,5 +1,7 @@
 //! Tests of the runner: support code (a live KV answering from a snapshot, frame helpers), the
 //! startup program and its oracle equivalence.
 
+mod client_tests;
+mod harness;
 mod startup_tests;
 mod support;
