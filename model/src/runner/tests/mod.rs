@@ -3,5 +3,6 @@
 
 mod client_tests;
 mod harness;
+mod property_tests;
 mod startup_tests;
 mod support;
