@@ -36,6 +36,7 @@
 //!   requests (the KV API has no "drop all but"), so an instance that dies between them leaves an
 //!   empty keyspace and its next start takes the new-actor path (`spec/preload.md` §9, "emptied
 //!   by drop").
+//! - **Pages** are at most [`MAX_PAGES`]: a `Write` of a page at or beyond it does nothing.
 //! - The in-memory page count is raised when the write is issued, not when it is acknowledged:
 //!   the engine runs one actor's requests in arrival order, so a later write's `[1]` must already
 //!   count the pages of earlier, still unanswered writes.
@@ -67,6 +68,10 @@ pub const ALARM_KEY: &[u8] = &[6];
 pub const HISTORY_PREFIX: &[u8] = &[6, 1];
 /// `[8,1] ++ u32be(page)`: database pages (the partial, cached prefix).
 pub const PAGES_PREFIX: &[u8] = &[8, 1];
+/// Most database pages an actor holds: a write to a page at or beyond it is ignored, and a
+/// startup reads at most this many pages, whatever `[1]` says (so a state from elsewhere cannot
+/// make a startup read billions of pages).
+pub const MAX_PAGES: u32 = 4_096;
 /// Queue metadata written by a start that finds none.
 pub const FRESH_QUEUE_METADATA: &[u8] = br#"{"size":0,"next_id":0}"#;
 
@@ -177,7 +182,8 @@ pub enum AppAction {
     Crash,
     /// Change the alarm (event, and `[6]` persisted).
     SetAlarm(Option<i64>),
-    /// One put of `key` with a deterministic value of `value_len` bytes.
+    /// One put of `key` with a deterministic value of `value_len` bytes (a page at or beyond
+    /// [`MAX_PAGES`] is ignored).
     Write { key: AppKey, value_len: usize },
     /// One delete of `key`.
     Delete(AppKey),
@@ -239,6 +245,9 @@ impl RunningApp {
                 let value = write_value(&raw, self.generation, self.write_seq, *value_len);
                 let mut pairs = vec![(raw, value)];
                 if let AppKey::Page(page) = key {
+                    if *page >= MAX_PAGES {
+                        return Vec::new();
+                    }
                     if *page >= self.state.pages {
                         self.state.pages = page.saturating_add(1);
                         pairs.push((STATE_KEY.to_vec(), self.state.encode()));
@@ -397,6 +406,20 @@ mod tests {
             panic!("{effects:?}")
         };
         assert_eq!(raw(&put.keys), vec![page_key(0)]);
+    }
+
+    #[test]
+    fn pages_at_or_beyond_the_maximum_are_not_written() {
+        let mut app = RunningApp::new(0, ActorState::initial(None));
+        assert!(app
+            .apply(&AppAction::Write { key: AppKey::Page(MAX_PAGES), value_len: 1 })
+            .is_empty());
+        assert_eq!(app.state().pages, 0);
+        assert_eq!(
+            app.apply(&AppAction::Write { key: AppKey::Page(MAX_PAGES - 1), value_len: 1 }).len(),
+            1
+        );
+        assert_eq!(app.state().pages, MAX_PAGES);
     }
 
     #[test]

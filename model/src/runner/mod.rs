@@ -44,6 +44,8 @@
 //!   waited for the same way); eviction and shutdown end the connection first. A start that
 //!   supersedes an older, still-running generation (an engine protocol violation, §3.5 step 4)
 //!   stops the old instance at once, abandoning its requests in flight.
+//! - **Connection facts.** `RunnerConnecting` is recorded when the connection opens (its id is
+//!   known only then); an attempt that fails records `RunnerConnClosed` with `connect failed`.
 //! - **A start while fenced** creates the record and terminates it at once: the runner records
 //!   `InstanceTerminate` (and emits `Stopped{ERROR}`) without an `InstanceStart`, since no
 //!   instance ran.
@@ -975,13 +977,13 @@ impl RunnerClient {
         start: crate::protocol::CommandStartActor,
     ) {
         for old in supersede {
+            self.kill(env, out, actor, *old, "superseded by a newer generation");
             env.facts.record(Fact::RunnerProtocolViolation {
                 runner: self.id.clone(),
                 detail: format!(
                     "start of ({actor}, {generation}) while generation {old} still runs"
                 ),
             });
-            self.kill(env, out, actor, *old, "superseded by a newer generation");
         }
         let key = (actor.to_owned(), generation);
         if self.fenced {

@@ -17,7 +17,7 @@
 //! 3. `get [3]`; if absent, the token of [`crate::runner::app::inspector_token`] is staged.
 //! 4. `get [5,1,1]`; if absent, fresh queue metadata is staged.
 //! 5. `get [6]` and a complete listing of `[6,1]`.
-//! 6. Existing actors: `page [8,1] ++ u32be(i)` for every `i < state.pages`.
+//! 6. Existing actors: `page [8,1] ++ u32be(i)` for every `i < min(state.pages, MAX_PAGES)`.
 //! 7. New actors: the initial state from the input.
 //! 8. **Deviation from §6.2 step 8, required by this project:** every start increments the
 //!    persisted `counter` and stages `[1]`, so the put is never empty: a new actor's put holds
@@ -44,8 +44,8 @@ use crate::records::KvEntryRecord;
 
 use super::app::{
     digest, inspector_token, page_key, ActorState, ALARM_KEY, CONNECTIONS_PREFIX,
-    FRESH_QUEUE_METADATA, HISTORY_PREFIX, QUEUE_MESSAGES_PREFIX, QUEUE_METADATA_KEY, STATE_KEY,
-    TOKEN_KEY,
+    FRESH_QUEUE_METADATA, HISTORY_PREFIX, MAX_PAGES, QUEUE_MESSAGES_PREFIX, QUEUE_METADATA_KEY,
+    STATE_KEY, TOKEN_KEY,
 };
 
 /// What the startup program needs next.
@@ -234,7 +234,7 @@ impl Startup {
 
     /// Next page to read from `page`, or the commit when every page was read.
     fn after_page(&mut self, page: u32) {
-        let pages = self.existing.as_ref().map_or(0, |s| s.pages);
+        let pages = self.existing.as_ref().map_or(0, |s| s.pages.min(MAX_PAGES));
         if page < pages {
             self.step = Step::Page(page);
             return;

@@ -430,7 +430,7 @@ fn a_stale_start_is_acknowledged_and_a_superseding_start_stops_the_old_instance_
             _ => None,
         })
         .collect();
-    assert_eq!(order, vec!["violation", "terminate-1", "start-2"]);
+    assert_eq!(order, vec!["terminate-1", "violation", "start-2"]);
 }
 
 // ---- fence, pings, backoff, eviction ---------------------------------------------------------

@@ -304,6 +304,16 @@ fn a_corrupt_state_fails_the_start_before_any_write() {
 }
 
 #[test]
+fn a_state_claiming_too_many_pages_reads_at_most_the_maximum() {
+    let s = snapshot(&[(&[1], &state_json(1, u32::MAX))]);
+    let (driven, _) = bundle_run(&s, None, None, 64);
+    let record = driven.outcome.unwrap();
+    let pages = record.reads.iter().filter(|(what, _)| what.starts_with("page ")).count();
+    assert_eq!(pages, crate::runner::app::MAX_PAGES as usize);
+    assert_eq!(record.reads.last().map(|(w, _)| w.as_str()), Some("get [1]"));
+}
+
+#[test]
 fn write_through_answers_the_wake_read_from_the_map() {
     let s = existing_actor();
     let manifest = reference_manifest();
