@@ -241,7 +241,7 @@ impl RunningApp {
             }
             AppAction::Write { key, value_len } => {
                 let raw = key.to_raw();
-                self.write_seq += 1;
+                self.write_seq = self.write_seq.saturating_add(1);
                 let value = write_value(&raw, self.generation, self.write_seq, *value_len);
                 let mut pairs = vec![(raw, value)];
                 if let AppKey::Page(page) = key {

@@ -64,7 +64,7 @@ pub fn classify(
         if record.instance.is_terminated() {
             return Classification::Moot;
         }
-        if index == record.last_cmd + 1 {
+        if record.last_cmd.checked_add(1) == Some(index) {
             return Classification::Execute;
         }
         return Classification::Hold;
@@ -175,6 +175,13 @@ mod tests {
         assert_eq!(classify(&r, "t", 1, 0, true), Classification::Start { supersede: vec![] });
         assert_eq!(classify(&r, "new", 0, 1, false), Classification::Hold);
         assert_eq!(classify(&r, "new", 0, 0, true), Classification::Start { supersede: vec![] });
+    }
+
+    #[test]
+    fn the_largest_index_never_overflows() {
+        let r = records(&[("a", 0, i64::MAX, false), ("b", 0, 0, false)]);
+        assert_eq!(classify(&r, "a", 0, i64::MAX, false), Classification::Duplicate);
+        assert_eq!(classify(&r, "b", 0, i64::MAX, false), Classification::Hold);
     }
 
     #[test]

@@ -959,11 +959,11 @@ impl RunnerClient {
             touched.push((key.clone(), index));
         }
         // Release a held successor.
-        let Some(last_cmd) = self.records.get(&key).map(|r| r.last_cmd) else {
+        let Some(successor) = self.records.get(&key).and_then(|r| r.last_cmd.checked_add(1)) else {
             return;
         };
-        if let Some(next) = self.held.take(actor, generation, last_cmd + 1) {
-            self.process_command(env, out, conn, actor, generation, last_cmd + 1, next, touched);
+        if let Some(next) = self.held.take(actor, generation, successor) {
+            self.process_command(env, out, conn, actor, generation, successor, next, touched);
         }
     }
 

@@ -403,7 +403,7 @@ impl StartupDriver {
                     let last = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
                     let request =
                         KvRequestData::KvListRequest(next_page(&prefix, &last, self.page_limit));
-                    self.live_reads += 1;
+                    self.live_reads = self.live_reads.saturating_add(1);
                     self.waiting =
                         Some(Waiting::List { prefix, entries, request: request.clone() });
                     DriverStep::Live(request)
@@ -433,7 +433,7 @@ impl StartupDriver {
             Waiting::Get { request, .. } | Waiting::List { request, .. } => request.clone(),
             Waiting::Put { request, .. } => request.clone(),
         };
-        self.live_reads += 1;
+        self.live_reads = self.live_reads.saturating_add(1);
         self.waiting = Some(waiting);
         DriverStep::Live(request)
     }
@@ -455,7 +455,7 @@ impl StartupDriver {
                         let request = KvRequestData::KvGetRequest(KvGetRequest {
                             keys: vec![key.clone().into()],
                         });
-                        self.live_reads += 1;
+                        self.live_reads = self.live_reads.saturating_add(1);
                         self.waiting = Some(Waiting::Get { key, request: request.clone() });
                         return DriverStep::Live(request);
                     }
@@ -465,7 +465,7 @@ impl StartupDriver {
                     Listing::Cached(_) | Listing::NotCovered => {
                         let request =
                             KvRequestData::KvListRequest(first_page(&prefix, self.page_limit));
-                        self.live_reads += 1;
+                        self.live_reads = self.live_reads.saturating_add(1);
                         self.waiting = Some(Waiting::List {
                             prefix,
                             entries: Vec::new(),

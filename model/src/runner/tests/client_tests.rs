@@ -347,6 +347,9 @@ fn commands_of_a_terminated_generation_are_moot_and_never_restart_it() {
     );
     assert_eq!(count(h.facts_since(mark), |f| matches!(f, Fact::InstanceStart { .. })), 0);
     assert!(h.client.instances().is_empty());
+    // An absurd index is moot too, and the next one is a duplicate (no overflow).
+    let outputs = h.feed(&commands(vec![stop("a", 0, i64::MAX), stop("a", 0, i64::MAX)]));
+    assert_eq!(acks(&h.frames(&outputs)), vec![vec![ck("a", 0, i64::MAX)]]);
 }
 
 #[test]

@@ -280,3 +280,83 @@ proptest! {
         prop_assert_eq!(outputs, outputs_again);
     }
 }
+
+/// One frame from the engine: a value of the schema (valid or not), or raw bytes.
+#[derive(Clone, Debug)]
+enum EngineFrame {
+    Message(crate::protocol::ToEnvoy),
+    Raw(Vec<u8>),
+}
+
+fn engine_frame() -> impl Strategy<Value = EngineFrame> {
+    use crate::wire::strategies::{to_envoy, valid_to_envoy};
+    prop_oneof![
+        3 => valid_to_envoy().prop_map(EngineFrame::Message),
+        3 => to_envoy().prop_map(EngineFrame::Message),
+        1 => vec(any::<u8>(), 0..48).prop_map(EngineFrame::Raw),
+    ]
+}
+
+proptest! {
+    /// Whatever the engine sends, the runner never panics; a frame that does not decode or breaks
+    /// a field rule closes the connection with `envoy.invalid_packet#…`, applies nothing (no fact
+    /// but the violation and the close) and schedules a reconnect.
+    #[test]
+    fn arbitrary_engine_frames_never_panic_and_invalid_ones_apply_nothing(
+        frames in vec(engine_frame(), 1..24)
+    ) {
+        let mut h = Harness::default_runner();
+        h.connect_ready();
+        h.start_running("a", 0);
+        for frame in frames {
+            if h.client.has_exited() {
+                break;
+            }
+            if h.conn.is_none() {
+                h.advance(40_000);
+                if h.client.has_exited() {
+                    break;
+                }
+                h.connect_ready();
+            }
+            let bytes = match &frame {
+                EngineFrame::Message(m) => match h.codec.encode_to_envoy(m) {
+                    Ok(bytes) => bytes,
+                    Err(_) => continue,
+                },
+                EngineFrame::Raw(bytes) => bytes.clone(),
+            };
+            let invalid = match h.codec.decode_to_envoy(&bytes) {
+                Err(_) => true,
+                Ok(m) => crate::wire::validate_to_envoy(&m).is_err(),
+            };
+            let mark = h.facts.len();
+            let outputs = h.feed_raw(crate::wire::DataFrame::Binary(&bytes));
+            if invalid {
+                // Closed with the reason, a reconnect scheduled, nothing sent. (Requests in flight
+                // fail with the connection; a startup read is queued again, with its timer.)
+                let closes = Harness::closes(&outputs);
+                prop_assert!(
+                    matches!(closes.as_slice(), [crate::wire::CloseReason::EnvoyInvalidPacket { .. }]),
+                    "{:?}",
+                    outputs
+                );
+                prop_assert_eq!(Harness::reconnect_timers(&outputs).len(), 1);
+                prop_assert!(h.frames(&outputs).is_empty());
+                // Nothing of the frame took effect.
+                for fact in h.facts_since(mark) {
+                    prop_assert!(!matches!(
+                        fact,
+                        Fact::RunnerCommand { .. }
+                            | Fact::RunnerAckCommands { .. }
+                            | Fact::EventForget { .. }
+                            | Fact::TombstoneDrop { .. }
+                            | Fact::StartupObserved { .. }
+                            | Fact::KvRequestSent { .. }
+                            | Fact::RunnerInit { .. }
+                    ), "{:?}", fact);
+                }
+            }
+        }
+    }
+}
