@@ -18,9 +18,9 @@ use crate::world::frames;
 use crate::world::mail::{ConnMsg, CoreMsg, MAILBOX_CAPACITY};
 use crate::world::shared::{NodeRng, Shared};
 use crate::world::timers::Timers;
-use crate::world::transport::{self, Accepted, WsEvent, WsConn};
+use crate::world::transport::{self, Accepted, WsConn, WsEvent};
 
-/// The port every edge listens on.
+/// The port the first incarnation of every edge listens on; incarnation `n` uses `EDGE_PORT + n`.
 pub const EDGE_PORT: u16 = 6420;
 
 /// Name of edge node `index`.
@@ -28,23 +28,33 @@ pub fn edge_name(index: usize) -> String {
     format!("edge-{index}")
 }
 
-/// The edge node's task: accept connections until the node is killed.
+/// The edge node's task: accept connections until the node is killed. Each incarnation listens
+/// on its own port (madsim keeps a port bound while streams accepted on it live), published in
+/// the shared state for runners to find.
 pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
     let node = edge_name(index);
     let incarnation = shared.next_incarnation(&node);
-    shared.record(&node, Entry::Node { node: node.clone(), event: format!("start #{incarnation}") });
-    let listener = match transport::listen(EDGE_PORT).await {
+    let port = EDGE_PORT + incarnation as u16;
+    shared.record(&node, Entry::Node { node: node.clone(), event: format!("start #{incarnation} on port {port}") });
+    let listener = match transport::listen(port).await {
         Ok(l) => l,
         Err(e) => {
             shared.record(&node, Entry::Node { node: node.clone(), event: format!("listen failed: {e}") });
             return;
         }
     };
+    shared.lock().edge_ports.insert(index, port);
     loop {
-        match listener.accept(&shared, config.engine.timing.max_frame_bytes).await {
-            Ok(accepted) => {
+        match listener.accept().await {
+            Ok(stream) => {
                 let (shared, config, node) = (shared.clone(), config.clone(), node.clone());
-                madsim::task::spawn(async move { serve(shared, config, node, accepted).await });
+                madsim::task::spawn(async move {
+                    let max_frame = config.engine.timing.max_frame_bytes;
+                    match transport::upgrade(&shared, stream, max_frame).await {
+                        Ok(accepted) => serve(shared, config, node, accepted).await,
+                        Err(e) => shared.record(&node, Entry::Node { node: node.clone(), event: format!("upgrade failed: {e}") }),
+                    }
+                });
             }
             Err(e) => {
                 shared.record(&node, Entry::Node { node: node.clone(), event: format!("accept failed: {e}") });
@@ -62,6 +72,7 @@ async fn serve(shared: Shared, config: Arc<WorldConfig>, node: String, accepted:
         st.mail.conns.insert(conn, tx);
         st.clock
     };
+    shared.record(&node, Entry::Link { conn, runner: None, event: format!("accepted {path_and_query}") });
     let mut rng = NodeRng(SeedStreams::new(config.seed).stream(&format!("conn:{conn}")));
     let (mut edge, outputs) = shared.with_env(&node, &mut rng, |env| {
         EdgeConn::accept(env, &config.engine, conn, &path_and_query, &subprotocols)
@@ -110,10 +121,12 @@ async fn serve(shared: Shared, config: Arc<WorldConfig>, node: String, accepted:
             _ = madsim::time::sleep_until(task.timers.next_instant(&clock)) => {}
         }
     }
-    let mut st = shared.lock();
-    st.mail.conns.remove(&conn);
-    st.mail.unsubscribe_all(conn);
-    st.links.remove(&conn);
+    {
+        let mut st = shared.lock();
+        st.mail.conns.remove(&conn);
+        st.mail.unsubscribe_all(conn);
+    }
+    transport::forget(&shared, conn);
 }
 
 struct ConnTask {
@@ -151,7 +164,7 @@ impl ConnTask {
                     if self.socket_open {
                         let text = reason.to_string();
                         self.socket_closed(edge.runner().cloned(), &format!("closed by edge: {text}"));
-                        ws.close(reason.code(), &reason.to_close_frame_reason()).await;
+                        let _ = ws.close(&reason.to_close_frame_reason(), reason.code()).await;
                     }
                 }
                 EdgeOutput::Subscribe(topics) => bus::subscribe(&self.shared, self.conn, topics),

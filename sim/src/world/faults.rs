@@ -21,8 +21,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::net::link::{Direction, Side};
-use crate::run::Entry;
+use crate::net::{LinkControl, Side};
+use crate::run::{Dir, Entry};
 use crate::seed::SeedStreams;
 use crate::world::config::{FaultClass, WorldConfig};
 use crate::world::core_node::CORE;
@@ -140,15 +140,26 @@ impl Injector {
         match name {
             "connection_reset" => {
                 let Some((conn, control)) = self.pick_link(rng) else { return };
-                let side = *[Side::Client, Side::Server, Side::Both].choose(rng).unwrap_or(&Side::Both);
-                self.record(name, format!("{conn} {side:?}"));
-                control.reset(side);
+                match rng.gen_range(0..3) {
+                    0 => {
+                        self.record(name, format!("{conn} seen by the runner"));
+                        control.reset(Side::Client);
+                    }
+                    1 => {
+                        self.record(name, format!("{conn} seen by the edge"));
+                        control.reset(Side::Server);
+                    }
+                    _ => {
+                        self.record(name, format!("{conn} seen by both"));
+                        control.reset_both();
+                    }
+                }
             }
             "half_open" => {
                 let Some((conn, control)) = self.pick_link(rng) else { return };
                 let dir = pick_dir(rng);
                 self.record(name, format!("{conn} {dir:?} envelope"));
-                control.half_open(dir);
+                control.set_half_open(dir, true);
                 self.active().half_open.insert(conn);
             }
             "reconnect_storm" => {
@@ -166,7 +177,7 @@ impl Injector {
                         .map(|(c, l)| (*c, l.control.clone()))
                         .collect();
                     for (_, control) in links {
-                        control.reset(Side::Both);
+                        control.reset_both();
                     }
                     madsim::time::sleep(Duration::from_millis(rng.gen_range(100..1_500))).await;
                 }
@@ -178,14 +189,14 @@ impl Injector {
                 let envelope = if delay > MAX_LINK_DELAY_MS { " envelope" } else { "" };
                 self.record(name, format!("begin {delay} ms on {} links for {duration} ms{envelope}", links.len()));
                 for (conn, control) in &links {
-                    control.set_delay(Direction::ToServer, Duration::from_millis(delay));
-                    control.set_delay(Direction::ToClient, Duration::from_millis(delay));
+                    control.set_delay(Dir::ToEngine, Duration::from_millis(delay));
+                    control.set_delay(Dir::ToRunner, Duration::from_millis(delay));
                     self.active().delayed.insert(*conn);
                 }
                 madsim::time::sleep(Duration::from_millis(duration)).await;
                 for (conn, control) in &links {
-                    control.set_delay(Direction::ToServer, Duration::ZERO);
-                    control.set_delay(Direction::ToClient, Duration::ZERO);
+                    control.set_delay(Dir::ToEngine, Duration::ZERO);
+                    control.set_delay(Dir::ToRunner, Duration::ZERO);
                     self.active().delayed.remove(conn);
                 }
                 self.record(name, "end".into());
@@ -232,8 +243,8 @@ impl Injector {
                 }
                 self.record(name, format!("begin {} links for {duration} ms envelope", links.len()));
                 for (conn, control) in &links {
-                    control.clog(Direction::ToServer);
-                    control.clog(Direction::ToClient);
+                    control.clog(Dir::ToEngine);
+                    control.clog(Dir::ToRunner);
                     let mut a = self.active();
                     a.clogged.insert((*conn, 0));
                     a.clogged.insert((*conn, 1));
@@ -242,8 +253,8 @@ impl Injector {
                 let step = (duration / links.len() as u64).max(1);
                 for (conn, control) in &links {
                     madsim::time::sleep(Duration::from_millis(rng.gen_range(1..=step))).await;
-                    control.unclog(Direction::ToServer);
-                    control.unclog(Direction::ToClient);
+                    control.unclog(Dir::ToEngine);
+                    control.unclog(Dir::ToRunner);
                     let mut a = self.active();
                     a.clogged.remove(&(*conn, 0));
                     a.clogged.remove(&(*conn, 1));
@@ -345,11 +356,11 @@ impl Injector {
         }
     }
 
-    fn links(&self) -> Vec<(ConnId, crate::net::link::LinkControl)> {
+    fn links(&self) -> Vec<(ConnId, LinkControl)> {
         self.shared.lock().links.iter().map(|(c, l)| (*c, l.control.clone())).collect()
     }
 
-    fn pick_link(&self, rng: &mut ChaCha8Rng) -> Option<(ConnId, crate::net::link::LinkControl)> {
+    fn pick_link(&self, rng: &mut ChaCha8Rng) -> Option<(ConnId, LinkControl)> {
         self.links().choose(rng).cloned()
     }
 
@@ -380,18 +391,18 @@ impl Injector {
         for (a, b) in &active.net_clogs {
             net.unclog_link(*a, *b);
         }
-        let links: Vec<(ConnId, crate::net::link::LinkControl)> = self.links();
+        let links: Vec<(ConnId, LinkControl)> = self.links();
         for (conn, control) in links {
             if active.clogged.iter().any(|(c, _)| *c == conn) {
-                control.unclog(Direction::ToServer);
-                control.unclog(Direction::ToClient);
+                control.unclog(Dir::ToEngine);
+                control.unclog(Dir::ToRunner);
             }
             if active.delayed.contains(&conn) {
-                control.set_delay(Direction::ToServer, Duration::ZERO);
-                control.set_delay(Direction::ToClient, Duration::ZERO);
+                control.set_delay(Dir::ToEngine, Duration::ZERO);
+                control.set_delay(Dir::ToRunner, Duration::ZERO);
             }
             if active.half_open.contains(&conn) {
-                control.reset(Side::Both);
+                control.reset_both();
             }
         }
     }
@@ -405,17 +416,45 @@ fn uniform(rng: &mut ChaCha8Rng, r: (u64, u64)) -> u64 {
     }
 }
 
-fn pick_dir(rng: &mut ChaCha8Rng) -> Direction {
+fn pick_dir(rng: &mut ChaCha8Rng) -> Dir {
     if rng.gen_bool(0.5) {
-        Direction::ToServer
+        Dir::ToEngine
     } else {
-        Direction::ToClient
+        Dir::ToRunner
     }
 }
 
-fn dir_code(d: Direction) -> u8 {
+fn dir_code(d: Dir) -> u8 {
     match d {
-        Direction::ToServer => 0,
-        Direction::ToClient => 1,
+        Dir::ToEngine => 0,
+        Dir::ToRunner => 1,
+    }
+}
+
+/// How long an exited runner process stays down before a fresh one starts on its node, ms.
+pub const RUNNER_RESPAWN_DELAY_MS: u64 = 2_000;
+
+impl Injector {
+    /// Bring back runner processes that exited on their own (drain completed, fatal eviction) as
+    /// fresh processes, when the topology says runners come back. Crashed nodes are the injector's
+    /// to restart. Runs for the whole world.
+    pub async fn supervise_runners(self) {
+        if !self.config.topology.restart_runners {
+            return;
+        }
+        loop {
+            madsim::time::sleep(Duration::from_millis(500)).await;
+            for (i, id) in self.nodes.runners.iter().enumerate() {
+                let node = runner_name(i);
+                if self.active().killed.contains(&node) || !Handle::current().is_exit(*id) {
+                    continue;
+                }
+                madsim::time::sleep(Duration::from_millis(RUNNER_RESPAWN_DELAY_MS)).await;
+                if !self.active().killed.contains(&node) && Handle::current().is_exit(*id) {
+                    self.shared.record(SIM, Entry::Node { node: node.clone(), event: "respawn".into() });
+                    Handle::current().restart(*id);
+                }
+            }
+        }
     }
 }

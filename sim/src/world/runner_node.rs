@@ -14,12 +14,12 @@ use crate::run::{Dir, Entry};
 use crate::seed::SeedStreams;
 use crate::world::config::WorldConfig;
 use crate::world::edge_node::{edge_name, EDGE_PORT};
+use crate::world::runner_config;
 use crate::world::frames;
 use crate::world::mail::{RunnerMsg, MAILBOX_CAPACITY};
 use crate::world::shared::{NodeRng, Shared};
 use crate::world::timers::Timers;
 use crate::world::transport::{self, WsConn, WsEvent};
-use crate::world::{addresses, runner_config};
 
 /// Name of runner node `index`.
 pub fn runner_name(index: usize) -> String {
@@ -95,7 +95,8 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
                         } else {
                             // An attempt the process no longer waits for: close it at once.
                             let mut ws = *ws;
-                            ws.close(1000, "abandoned").await;
+                            let _ = ws.close("abandoned", 1000).await;
+                            transport::forget(&shared, conn);
                             Vec::new()
                         }
                     }
@@ -143,7 +144,7 @@ impl RunnerTask {
     fn drop_conn(&mut self, client: &RunnerClient, why: &str) {
         if let Some((conn, _)) = self.conn.take() {
             self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: why.to_string() });
-            self.shared.lock().links.remove(&conn);
+            transport::forget(&self.shared, conn);
         }
     }
 
@@ -154,19 +155,19 @@ impl RunnerTask {
             match out {
                 RunnerOutput::Connect { path_and_query, subprotocols } => {
                     if let Some((old, mut ws)) = self.conn.take() {
-                        ws.close(1000, "reconnecting").await;
-                        self.shared.lock().links.remove(&old);
+                        let _ = ws.close("reconnecting", 1000).await;
+                        transport::forget(&self.shared, old);
                     }
-                    let edge = rng.0.gen_range(0..self.config.topology.edges);
+                    let edge = rng.0.gen_range(0..self.config.topology.edges.max(1));
                     let conn = self.shared.next_conn_id();
                     self.pending = Some(conn);
                     let shared = self.shared.clone();
                     let max_frame = self.config.engine.timing.max_frame_bytes;
                     let index = self.index;
-                    let edge_addr = addresses::edge(edge, EDGE_PORT);
+                    let port = self.shared.lock().edge_ports.get(&edge).copied().unwrap_or(EDGE_PORT);
                     self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: format!("connecting to {}", edge_name(edge)) });
                     madsim::task::spawn(async move {
-                        let result = transport::connect(&shared, edge_addr, conn, &path_and_query, &subprotocols, max_frame).await;
+                        let result = transport::connect(&shared, index, edge, port, conn, &path_and_query, &subprotocols, max_frame).await;
                         let msg = match result {
                             Ok(ws) => RunnerMsg::Connected(conn, Box::new(ws)),
                             Err(e) => RunnerMsg::ConnectFailed(conn, e.to_string()),
@@ -189,10 +190,10 @@ impl RunnerTask {
                 RunnerOutput::Close { conn, reason } => {
                     if self.conn.as_ref().is_some_and(|(c, _)| *c == conn) {
                         if let Some((_, mut ws)) = self.conn.take() {
-                            ws.close(reason.code(), &reason.to_close_frame_reason()).await;
+                            let _ = ws.close(&reason.to_close_frame_reason(), reason.code()).await;
                         }
                         self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: format!("closed by runner: {reason}") });
-                        self.shared.lock().links.remove(&conn);
+                        transport::forget(&self.shared, conn);
                     }
                     if self.pending == Some(conn) {
                         self.pending = None;
@@ -204,8 +205,9 @@ impl RunnerTask {
                 }
                 RunnerOutput::Exit { reason } => {
                     self.shared.record(&self.node, Entry::Node { node: self.node.clone(), event: format!("exit: {reason}") });
-                    if let Some((_, mut ws)) = self.conn.take() {
-                        ws.close(1000, "envoy.shutdown").await;
+                    if let Some((conn, mut ws)) = self.conn.take() {
+                        let _ = ws.close("envoy.shutdown", 1000).await;
+                        transport::forget(&self.shared, conn);
                     }
                     return true;
                 }

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::check::Checker;
 use crate::history::History;
-use crate::net::link::LinkControl;
+use crate::net::{LinkControl, LinkRegistry};
 use crate::run::{Entry, Violation};
 use crate::world::bus::BusFaults;
 use crate::world::clock::{Clocks, SimClock};
@@ -168,6 +168,10 @@ pub struct State {
     pub incarnations: BTreeMap<String, u32>,
     /// Transport controls of live connections.
     pub links: BTreeMap<ConnId, LinkEntry>,
+    /// The same controls, as the transport looks them up to pair a connection's two ends.
+    pub link_registry: LinkRegistry,
+    /// The port each edge node listens on in its current incarnation.
+    pub edge_ports: BTreeMap<usize, u16>,
     next_conn: u64,
     pub mail: Mailboxes,
     /// Whether the run is still in its fault phase.
@@ -302,6 +306,8 @@ impl State {
             instances: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             links: BTreeMap::new(),
+            link_registry: LinkRegistry::new(),
+            edge_ports: BTreeMap::new(),
             next_conn: 0,
             mail: Mailboxes::default(),
             fault_phase: true,

@@ -1,0 +1,180 @@
+//! The madsim world that runs the model: one core node (workflows, registry; the store is shared
+//! and survives every crash), edge nodes (connection handlers), runner nodes (one runner process
+//! each), a bus node (pub/sub and signal deliveries), the fault injector and the workload driver.
+//!
+//! A world is `(WorldConfig, trace mode)`; everything in it is decided by the seed: madsim's
+//! runtime gets it, and every choice the simulator makes comes from a named stream of
+//! `seed::SeedStreams`. [`run_world`] runs the fault phase, heals, runs the heal phase with its
+//! watchdog, and returns the outcome (trace hash, violations, counts, timeline).
+//!
+//! Layout: `config` (what the world runs with), `shared` (state every node shares), `clock`,
+//! `timers`, `mail` (mailboxes and subscriptions), `bus`, `transport`, `frames`, one module per
+//! node kind (`core_node`, `edge_node`, `runner_node`), `faults`, `driver`.
+
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod core_node;
+pub mod driver;
+pub mod edge_node;
+pub mod faults;
+pub mod frames;
+pub mod mail;
+pub mod runner_node;
+pub mod shared;
+pub mod timers;
+pub mod transport;
+
+use std::sync::Arc;
+
+use pegsim_model::runner::RunnerConfig;
+use rand::Rng;
+
+use crate::check::{CheckConfig, Checker};
+use crate::history::History;
+use crate::run::{RunOutcome, TraceMode};
+use crate::seed::SeedStreams;
+use bus::BusFaults;
+use clock::SimClock;
+use config::WorldConfig;
+use core_node::CORE;
+use edge_node::edge_name;
+use faults::{Injector, NodeIds};
+use runner_node::runner_name;
+use shared::{Recorder, Shared, State, StoreFaults};
+use transport::addr;
+
+/// History lines kept around the first violation for the failure timeline.
+pub const TIMELINE_BEFORE: u64 = 40;
+pub const TIMELINE_AFTER: u64 = 10;
+
+/// The configuration of runner process `index` in its `incarnation`.
+pub fn runner_config(config: &WorldConfig, index: usize, _incarnation: u32) -> RunnerConfig {
+    let t = &config.topology;
+    RunnerConfig {
+        namespace: t.namespace.clone(),
+        pool_name: t.pool.clone(),
+        version: t.versions.get(index % t.versions.len().max(1)).copied().unwrap_or(1),
+        slots: t.slots.get(index % t.slots.len().max(1)).copied(),
+        manifests: config.manifests.clone(),
+        metadata: Some(serde_json::json!({ "runner": runner_name(index) })),
+        timing: config.engine.timing.clone(),
+        max_frame_bytes: config.engine.timing.max_frame_bytes,
+        ..RunnerConfig::default()
+    }
+}
+
+/// What the checkers need to know about the run (never the canaries).
+pub fn check_config(config: &WorldConfig) -> CheckConfig {
+    CheckConfig::new(
+        config.engine.timing.clone(),
+        config.engine.preload_budget,
+        config.engine.kv.clone(),
+        config.engine.timing.max_frame_bytes,
+    )
+    .with_startup_oracle(crate::check::runner_startup_oracle())
+}
+
+/// Run one world to the end and return its outcome.
+pub fn run_world(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome, String> {
+    let seed = config.seed;
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(world_main(config, trace))
+}
+
+async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome, String> {
+    let config = Arc::new(config);
+    let streams = SeedStreams::new(config.seed);
+    let history = History::new(trace).map_err(|e| e.to_string())?;
+    let recorder = Recorder {
+        history,
+        checker: Checker::new(check_config(&config)),
+        fault_counts: Default::default(),
+        probe_counts: Default::default(),
+        latencies_ms: Default::default(),
+        first_violation_seq: None,
+    };
+    let mut state = State::new(
+        SimClock::start(),
+        config.canaries,
+        StoreFaults::new(streams.stream("store-faults")),
+        BusFaults::new(streams.stream("bus")),
+        recorder,
+    );
+    state.store_faults.active = true;
+    let mut clock_rng = streams.stream("clocks");
+    let mut names = vec![CORE.to_string(), "bus".to_string(), driver::DRIVER.to_string()];
+    names.extend((0..config.topology.edges).map(edge_name));
+    names.extend((0..config.topology.runners).map(runner_name));
+    for name in &names {
+        state.clocks.add_node(name, clock_rng.gen_range(1_000_000..1_000_000_000));
+    }
+    let shared = Shared::new(state);
+
+    let handle = madsim::runtime::Handle::current();
+    let bus_node = handle.create_node().name("bus").ip(addr::bus()).build();
+    shared.lock().bus_node = Some(bus_node);
+    let core = {
+        let (s, c) = (shared.clone(), config.clone());
+        handle
+            .create_node()
+            .name(CORE)
+            .ip(addr::core())
+            .init(move || core_node::run(s.clone(), c.clone()))
+            .build()
+    };
+    let mut edges = Vec::new();
+    for i in 0..config.topology.edges {
+        let (s, c) = (shared.clone(), config.clone());
+        let node = handle
+            .create_node()
+            .name(edge_name(i))
+            .ip(addr::edge(i))
+            .init(move || edge_node::run(s.clone(), c.clone(), i))
+            .build();
+        edges.push(node.id());
+    }
+    // Let the core and the edges come up before the first runner connects.
+    madsim::time::sleep(std::time::Duration::from_millis(10)).await;
+    let mut runners = Vec::new();
+    for i in 0..config.topology.runners {
+        let (s, c) = (shared.clone(), config.clone());
+        let node = handle
+            .create_node()
+            .name(runner_name(i))
+            .ip(addr::runner(i))
+            .init(move || runner_node::run(s.clone(), c.clone(), i))
+            .build();
+        runners.push(node.id());
+    }
+
+    let injector = Injector::new(shared.clone(), config.clone(), NodeIds { core: core.id(), edges, runners });
+    injector.start();
+    madsim::task::spawn(injector.clone().supervise_runners());
+    driver::fault_phase(&shared, &config).await;
+    injector.heal();
+    driver::heal_phase(&shared, &config).await;
+    Ok(outcome(&shared, &config))
+}
+
+fn outcome(shared: &Shared, config: &WorldConfig) -> RunOutcome {
+    let st = shared.lock();
+    let r = &st.recorder;
+    let timeline = match r.first_violation_seq {
+        Some(seq) => r.history.lines_around(seq, TIMELINE_BEFORE, TIMELINE_AFTER).into_iter().map(String::from).collect(),
+        None => Vec::new(),
+    };
+    RunOutcome {
+        seed: config.seed,
+        trace_hash: r.history.hash(),
+        history_len: r.history.len(),
+        violations: r.checker.violations().to_vec(),
+        outside_envelope: r.checker.outside_envelope().to_vec(),
+        derived_config: String::new(),
+        fault_counts: r.fault_counts.clone(),
+        probe_counts: r.probe_counts.clone(),
+        sim_ms: st.clock.now_ms(),
+        timeline,
+        latencies_ms: r.latencies_ms.clone(),
+    }
+}
