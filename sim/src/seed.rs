@@ -333,6 +333,48 @@ impl fmt::Display for Shard {
     }
 }
 
+/// Serde helpers for a `u64` in TOML, whose integers are `i64`: written as an integer when it
+/// fits, else as a decimal string; read back from either. Use with `#[serde(with = "…")]`.
+pub mod toml_u64 {
+    use serde::de::{Deserializer, Error};
+    use serde::Serializer;
+
+    /// Write `v` as an integer when it fits in `i64`, else as a decimal string.
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(*v) {
+            Ok(i) => s.serialize_i64(i),
+            Err(_) => s.serialize_str(&v.to_string()),
+        }
+    }
+
+    struct U64Visitor;
+
+    impl serde::de::Visitor<'_> for U64Visitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an unsigned 64-bit integer (or its decimal string)")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<u64, E> {
+            v.parse().map_err(|_| E::custom(format!("`{v}` is not an unsigned 64-bit integer")))
+        }
+    }
+
+    /// Read a non-negative integer or a decimal string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(U64Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
