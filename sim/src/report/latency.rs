@@ -68,7 +68,7 @@ impl LatencyHistogram {
     /// p50, p90, p99 and max.
     pub fn summary(&self) -> LatencySummary {
         match self.histogram() {
-            Some(h) if h.len() > 0 => LatencySummary {
+            Some(h) if !h.is_empty() => LatencySummary {
                 count: h.len(),
                 p50: h.value_at_quantile(0.50),
                 p90: h.value_at_quantile(0.90),
