@@ -123,11 +123,29 @@ impl<T: RangeValue> Serialize for Range<T> {
 /// A per-seed interval of a quantity that varies per event (a delay, a duration): the run draws
 /// each event's value uniformly in `[lo, hi]`. The scenario gives `[low, high]`; each seed keeps
 /// `lo = low` and draws `hi` in `[low, high]`, so some seeds see only short values and others the
-/// whole spread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// whole spread. Written `[lo, hi]` in derived configurations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub lo: u64,
     pub hi: u64,
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        [self.lo, self.hi].serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let [lo, hi] = <[u64; 2]>::deserialize(deserializer)?;
+        if lo > hi {
+            return Err(D::Error::custom(format!(
+                "bad span [{lo}, {hi}]: the low end is above the high end"
+            )));
+        }
+        Ok(Span { lo, hi })
+    }
 }
 
 /// Which runner versions a seed may use: a range (`n` or `[low, high]`) or a list
