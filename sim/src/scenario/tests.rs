@@ -427,3 +427,94 @@ fn print_fault_class_docs() {
         println!();
     }
 }
+
+mod properties {
+    use proptest::prelude::{prop_assert, prop_assert_eq, proptest, Strategy};
+
+    use super::*;
+
+    fn range_u64(lo_min: u64, max: u64) -> impl Strategy<Value = Range<u64>> {
+        (lo_min..=max, lo_min..=max).prop_map(|(a, b)| Range::new(a.min(b), a.max(b)))
+    }
+
+    fn chance() -> impl Strategy<Value = Range<f64>> {
+        (0u32..=100, 0u32..=100)
+            .prop_map(|(a, b)| Range::new(f64::from(a.min(b)) / 100.0, f64::from(a.max(b)) / 100.0))
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        (
+            range_u64(2, 6),
+            range_u64(1, 8),
+            range_u64(1, 64),
+            range_u64(0, 300_000),
+            range_u64(0, MAX_VALUE_SIZE as u64),
+            proptest::collection::vec(0u32..=100, FaultClass::ALL.len()),
+            chance(),
+            range_u64(0, 30_000),
+            (0u64..=2_000_000, proptest::bool::ANY),
+            proptest::sample::select(vec![
+                Versions::Range(Range::new(1, 3)),
+                Versions::OneOf(vec![2, 7]),
+                Versions::Range(Range::one(4)),
+            ]),
+        )
+            .prop_map(
+                |(
+                    edges,
+                    runners,
+                    slots,
+                    fault_ms,
+                    value,
+                    enabled,
+                    bus_loss,
+                    delay,
+                    (budget, restart),
+                    versions,
+                )| {
+                    let mut s = Scenario { name: "prop".to_string(), ..Scenario::default() };
+                    s.topology.edge_nodes = edges;
+                    s.topology.runner_processes = runners;
+                    s.topology.slots_per_runner = slots;
+                    s.topology.runner_versions = versions;
+                    s.topology.restart_crashed_runners = restart;
+                    s.phases.fault_ms = fault_ms;
+                    s.workload.value_size = value;
+                    s.preload.budget = Range::one(budget);
+                    for (class, p) in FaultClass::ALL.iter().zip(enabled) {
+                        s.faults.set_enabled(*class, f64::from(p) / 100.0);
+                    }
+                    s.faults.bus_loss.chance = bus_loss;
+                    s.faults.link_delay.delay_ms = delay;
+                    s
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn generated_scenarios_round_trip_and_draw_inside_their_ranges(s in scenario(), seed in 0u64..u64::MAX) {
+            prop_assert!(s.validate().is_ok(), "{:?}", s.validate());
+            let text = s.to_toml().expect("renders");
+            let back = Scenario::parse(&text, "prop.toml").expect("parses back");
+            prop_assert_eq!(&back, &s);
+            let d = back.draw(&SeedStreams::new(seed));
+            prop_assert_eq!(&d, &s.draw(&SeedStreams::new(seed)));
+            prop_assert!(s.topology.edge_nodes.contains(d.topology.edge_nodes));
+            prop_assert!(s.topology.runner_processes.contains(d.topology.runners.len() as u64));
+            prop_assert!(s.phases.fault_ms.contains(d.phases.fault_ms));
+            prop_assert_eq!(d.preload.budget, s.preload.budget.lo);
+            for class in d.faults.on() {
+                prop_assert!(s.faults.enabled(class) > 0.0);
+            }
+            if let Some(b) = &d.faults.bus_loss {
+                prop_assert!(s.faults.bus_loss.chance.contains(b.chance));
+            }
+            if let Some(l) = &d.faults.link_delay {
+                prop_assert!(l.delay_ms.lo == s.faults.link_delay.delay_ms.lo);
+                prop_assert!(s.faults.link_delay.delay_ms.contains(l.delay_ms.hi));
+            }
+            prop_assert_eq!(Derived::from_toml(&d.to_toml()).expect("derived parses"), d);
+        }
+    }
+}
