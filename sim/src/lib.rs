@@ -11,6 +11,7 @@
 //! - `check`: invariant checkers over the history (safety online, liveness after heal, oracles).
 //! - `failure`: failure files (a failure is a coordinate) and replay.
 //! - `report`: run and sweep reports.
+//! - `world`: the madsim world that runs one seed (nodes, buses, faults, workload).
 //! - `run`: the shared vocabulary (run spec and outcome, history entries, violations).
 
 pub mod check;
@@ -21,3 +22,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod world;

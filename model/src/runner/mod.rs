@@ -114,6 +114,10 @@ pub struct RunnerConfig {
     /// Preload manifests declared per actor name (`ToRivetMetadata.prepopulateActorNames`); the
     /// runner also builds each start's `PreloadMap` with the manifest of the actor's name.
     pub manifests: BTreeMap<String, Manifest>,
+    /// Raw `ActorName.metadata` JSON declared for an actor name instead of the one built from
+    /// `manifests` (scenarios use it to declare absent or invalid manifests, `spec/preload.md`
+    /// §9); the runner's own `PreloadMap` still uses `manifests` only.
+    pub actor_name_metadata: BTreeMap<String, String>,
     /// The runner metadata (`ToRivetMetadata.metadata`); must be a JSON object.
     pub metadata: Option<serde_json::Value>,
     pub timing: Timing,
@@ -132,6 +136,7 @@ impl RunnerConfig {
             version: 1,
             slots: None,
             manifests: BTreeMap::new(),
+            actor_name_metadata: BTreeMap::new(),
             metadata: None,
             timing: Timing::default(),
             max_frame_bytes: MAX_FRAME_BYTES,
@@ -573,16 +578,17 @@ impl RunnerClient {
     // ---- frames ---------------------------------------------------------------------------
 
     fn metadata_frame(&self) -> ToRivetMetadata {
-        let names = (!self.config.manifests.is_empty()).then(|| {
-            self.config
-                .manifests
-                .iter()
-                .map(|(name, manifest)| {
-                    (
-                        name.clone().into(),
-                        ActorName { metadata: manifest.to_metadata_json().into() },
-                    )
-                })
+        let declared: BTreeMap<String, String> = self
+            .config
+            .manifests
+            .iter()
+            .map(|(name, manifest)| (name.clone(), manifest.to_metadata_json()))
+            .chain(self.config.actor_name_metadata.clone())
+            .collect();
+        let names = (!declared.is_empty()).then(|| {
+            declared
+                .into_iter()
+                .map(|(name, metadata)| (name.into(), ActorName { metadata: metadata.into() }))
                 .collect()
         });
         ToRivetMetadata {

@@ -35,7 +35,9 @@ impl Checker {
         changes: &[Change],
     ) {
         for change in changes {
-            let KeyKind::RunnerCmd(runner, actor, generation, index) = &change.kind else { continue };
+            let KeyKind::RunnerCmd(runner, actor, generation, index) = &change.kind else {
+                continue;
+            };
             match &change.new {
                 Some(Value::Cmd(cmd)) => self.on_command_written(
                     at,
@@ -66,14 +68,17 @@ impl Checker {
         overwrote: bool,
     ) {
         let key = (actor.to_string(), generation);
-        let written_before = overwrote || self.gens.get(&key).is_some_and(|t| t.cmds.contains_key(&index));
+        let written_before =
+            overwrote || self.gens.get(&key).is_some_and(|t| t.cmds.contains_key(&index));
         if written_before {
             self.flag(
                 names::S6,
                 at,
                 Some(actor),
                 Some(runner),
-                format!("command key ({runner}, {actor}, {generation}, {index}) written a second time"),
+                format!(
+                    "command key ({runner}, {actor}, {generation}, {index}) written a second time"
+                ),
             );
         }
         let is_start = matches!(cmd, ActorCommandKeyData::CommandStartActor(_));
@@ -247,7 +252,14 @@ impl Checker {
     }
 
     /// The edge received `ToRivetAckCommands (A, g, k)` from `runner`.
-    pub(super) fn on_edge_command_ack(&mut self, at: At, runner: &RunnerId, actor: &str, generation: u32, index: i64) {
+    pub(super) fn on_edge_command_ack(
+        &mut self,
+        at: At,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+        index: i64,
+    ) {
         if self.ended(actor, generation) {
             return;
         }
@@ -263,7 +275,13 @@ impl Checker {
         }
     }
 
-    pub(super) fn on_tombstone_drop(&mut self, at: At, runner: &RunnerId, actor: &str, generation: u32) {
+    pub(super) fn on_tombstone_drop(
+        &mut self,
+        at: At,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+    ) {
         self.progress += 1;
         if !self.ended(actor, generation) {
             self.flag(
@@ -316,7 +334,12 @@ impl Checker {
 
     /// S6: a command written to `runner` carries the content of its key (ignoring the hydrated
     /// fields) and was persisted for that runner.
-    pub(super) fn check_sent_command(&mut self, at: At, runner: &RunnerId, command: &CommandWrapper) {
+    pub(super) fn check_sent_command(
+        &mut self,
+        at: At,
+        runner: &RunnerId,
+        command: &CommandWrapper,
+    ) {
         let (checkpoint, content) = command_to_stored(command.clone());
         let actor = checkpoint.actor_id.to_string();
         let (generation, index) = (checkpoint.generation, checkpoint.index);

@@ -69,9 +69,9 @@ impl Checker {
                 KeyKind::RunnerInfo(r) | KeyKind::RunnerAlloc(r, _) => (names::S15, None, Some(r)),
                 KeyKind::Placement(a) => (names::S15, Some(a.as_str()), None),
                 KeyKind::ActorKv(a, _) => (names::K6, Some(a.as_str()), None),
-                KeyKind::ActorNs(_)
-                | KeyKind::Pending { .. }
-                | KeyKind::ActorNameMeta { .. } => continue,
+                KeyKind::ActorNs(_) | KeyKind::Pending { .. } | KeyKind::ActorNameMeta { .. } => {
+                    continue
+                }
             };
             let detail = format!("a stored value does not decode ({:?}): {why}", change.kind);
             let runner = runner.cloned();

@@ -69,7 +69,8 @@ impl Checker {
         let key = (actor.to_string(), generation);
         let stopped_in_step = self.window_for(at, node).applied_stops.contains_key(&key);
         let before = self.placement_before_step(actor);
-        let current = before.as_ref().is_some_and(|p| p.runner == *runner && p.generation == generation);
+        let current =
+            before.as_ref().is_some_and(|p| p.runner == *runner && p.generation == generation);
         let last = self.gens.get(&key).map_or(-1, |t| t.applied_upto);
         let expected = if !current || self.ended(actor, generation) || stopped_in_step {
             EventClass::Stale
@@ -152,11 +153,8 @@ impl Checker {
     ) {
         self.progress += 1;
         let key = (actor.to_string(), generation);
-        let acked = self
-            .procs
-            .get(runner)
-            .and_then(|p| p.gens.get(&key))
-            .map_or(-1, |g| g.ack_received);
+        let acked =
+            self.procs.get(runner).and_then(|p| p.gens.get(&key)).map_or(-1, |g| g.ack_received);
         if index > acked {
             self.flag(
                 names::S8,
@@ -178,7 +176,13 @@ impl Checker {
     }
 
     /// A `ToEnvoyAckEvents` checkpoint the runner received.
-    pub(super) fn on_event_ack_received(&mut self, runner: &RunnerId, actor: &str, generation: u32, index: i64) {
+    pub(super) fn on_event_ack_received(
+        &mut self,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+        index: i64,
+    ) {
         if let Some(g) = self
             .procs
             .get_mut(runner)
@@ -212,11 +216,13 @@ impl Checker {
                 Some(p) => p.clone(),
                 None => self.shadow.placements.get(actor).cloned(),
             };
-            let target = before.as_ref().is_some_and(|p| p.runner == *runner && p.generation == *generation);
+            let target =
+                before.as_ref().is_some_and(|p| p.runner == *runner && p.generation == *generation);
             let ended_in_step = w.applied_stops.contains_key(&(actor.clone(), *generation))
                 || w.ends.iter().any(|e| e.actor == *actor && e.generation == *generation);
             if !ended_in_step && !self.ack_justified(actor, *generation, *index, target) {
-                let applied = self.gens.get(&(actor.clone(), *generation)).map_or(-1, |t| t.applied_upto);
+                let applied =
+                    self.gens.get(&(actor.clone(), *generation)).map_or(-1, |t| t.applied_upto);
                 self.flag(
                     names::S8,
                     *at,
@@ -229,14 +235,22 @@ impl Checker {
     }
 
     /// S8 for one checkpoint of a `ToEnvoyAckEvents` frame written to `runner`.
-    pub(super) fn check_ack_frame(&mut self, at: At, runner: &RunnerId, actor: &str, generation: u32, index: i64) {
+    pub(super) fn check_ack_frame(
+        &mut self,
+        at: At,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+        index: i64,
+    ) {
         let target = self
             .shadow
             .placements
             .get(actor)
             .is_some_and(|p| p.runner == *runner && p.generation == generation);
         if !self.ack_justified(actor, generation, index, target) {
-            let applied = self.gens.get(&(actor.to_string(), generation)).map_or(-1, |t| t.applied_upto);
+            let applied =
+                self.gens.get(&(actor.to_string(), generation)).map_or(-1, |t| t.applied_upto);
             self.flag(
                 names::S8,
                 at,

@@ -42,7 +42,8 @@ impl Checker {
         if self.closed_conns.contains(&conn) {
             return;
         }
-        let runner = runner.cloned().or_else(|| self.conns.get(&conn).and_then(|c| c.runner.clone()));
+        let runner =
+            runner.cloned().or_else(|| self.conns.get(&conn).and_then(|c| c.runner.clone()));
         if !received {
             if len > self.cfg.max_frame_bytes {
                 self.flag(
@@ -50,7 +51,10 @@ impl Checker {
                     at,
                     None,
                     runner.as_ref(),
-                    format!("a {dir:?} frame of {len} bytes on {conn} exceeds MAX_FRAME_BYTES ({})", self.cfg.max_frame_bytes),
+                    format!(
+                        "a {dir:?} frame of {len} bytes on {conn} exceeds MAX_FRAME_BYTES ({})",
+                        self.cfg.max_frame_bytes
+                    ),
                 );
             }
             if let Decoded::Undecodable(why) = decoded.as_ref() {
@@ -65,7 +69,9 @@ impl Checker {
         }
         match (dir, received, decoded.as_ref()) {
             (Dir::ToRunner, false, d) => self.on_engine_frame_sent(at, conn, runner.as_ref(), d),
-            (Dir::ToRunner, true, Decoded::ToEnvoy(m)) => self.on_runner_frame_received(at, conn, runner.as_ref(), m),
+            (Dir::ToRunner, true, Decoded::ToEnvoy(m)) => {
+                self.on_runner_frame_received(at, conn, runner.as_ref(), m)
+            }
             (Dir::ToEngine, false, d) => self.on_runner_frame_sent(at, conn, runner.as_ref(), d),
             (Dir::ToEngine, true, Decoded::ToRivet(ToRivet::ToRivetAckCommands(acks))) => {
                 if let Some(r) = &runner {
@@ -78,7 +84,13 @@ impl Checker {
         }
     }
 
-    fn on_engine_frame_sent(&mut self, at: At, conn: ConnId, runner: Option<&RunnerId>, decoded: &Decoded) {
+    fn on_engine_frame_sent(
+        &mut self,
+        at: At,
+        conn: ConnId,
+        runner: Option<&RunnerId>,
+        decoded: &Decoded,
+    ) {
         let Decoded::ToEnvoy(message) = decoded else {
             self.conn(conn).engine_frames += 1;
             return;
@@ -97,18 +109,23 @@ impl Checker {
             (init_before, c.metadata_committed)
         };
         let problem = match message {
-            ToEnvoy::ToEnvoyInit(_) if init_before => Some(format!("a second ToEnvoyInit on {conn}")),
-            ToEnvoy::ToEnvoyInit(_) => None,
-            other if !init_before => {
-                Some(format!("the first engine frame on {conn} is {}, not ToEnvoyInit", to_envoy_kind(other)))
+            ToEnvoy::ToEnvoyInit(_) if init_before => {
+                Some(format!("a second ToEnvoyInit on {conn}"))
             }
+            ToEnvoy::ToEnvoyInit(_) => None,
+            other if !init_before => Some(format!(
+                "the first engine frame on {conn} is {}, not ToEnvoyInit",
+                to_envoy_kind(other)
+            )),
             ToEnvoy::ToEnvoyCommands(_) if !metadata_committed => {
                 Some(format!("ToEnvoyCommands on {conn} before its metadata commit"))
             }
-            ToEnvoy::ToEnvoyCommands(list) if list.is_empty() || list.len() > max_commands => Some(format!(
-                "a command frame on {conn} holds {} commands (1..={max_commands} allowed)",
-                list.len()
-            )),
+            ToEnvoy::ToEnvoyCommands(list) if list.is_empty() || list.len() > max_commands => {
+                Some(format!(
+                    "a command frame on {conn} holds {} commands (1..={max_commands} allowed)",
+                    list.len()
+                ))
+            }
             _ => None,
         };
         if let Some(detail) = problem {
@@ -121,7 +138,14 @@ impl Checker {
                     self.check_sent_command(at, runner, command);
                     if let Command::CommandStartActor(start) = &command.inner {
                         let cp = &command.checkpoint;
-                        self.check_delivered_bundle(at, conn, runner, &cp.actor_id, cp.generation, start.preloaded_kv.as_ref());
+                        self.check_delivered_bundle(
+                            at,
+                            conn,
+                            runner,
+                            &cp.actor_id,
+                            cp.generation,
+                            start.preloaded_kv.as_ref(),
+                        );
                     }
                 }
             }
@@ -134,7 +158,13 @@ impl Checker {
         }
     }
 
-    fn on_runner_frame_received(&mut self, at: At, conn: ConnId, runner: Option<&RunnerId>, message: &ToEnvoy) {
+    fn on_runner_frame_received(
+        &mut self,
+        at: At,
+        conn: ConnId,
+        runner: Option<&RunnerId>,
+        message: &ToEnvoy,
+    ) {
         match message {
             ToEnvoy::ToEnvoyInit(_) => self.conn(conn).runner_init_received = true,
             ToEnvoy::ToEnvoyCommands(list) => {
@@ -156,7 +186,13 @@ impl Checker {
         }
     }
 
-    fn on_runner_frame_sent(&mut self, at: At, conn: ConnId, runner: Option<&RunnerId>, decoded: &Decoded) {
+    fn on_runner_frame_sent(
+        &mut self,
+        at: At,
+        conn: ConnId,
+        runner: Option<&RunnerId>,
+        decoded: &Decoded,
+    ) {
         let (first, init_received) = {
             let c = self.conn(conn);
             c.runner_frames += 1;
@@ -165,12 +201,14 @@ impl Checker {
         let Decoded::ToRivet(message) = decoded else { return };
         let problem = match message {
             ToRivet::ToRivetMetadata(_) => None,
-            other if first => {
-                Some(format!("the first runner frame on {conn} is {}, not ToRivetMetadata", to_rivet_kind(other)))
-            }
-            other if !init_received => {
-                Some(format!("the runner sent {} on {conn} before it received ToEnvoyInit", to_rivet_kind(other)))
-            }
+            other if first => Some(format!(
+                "the first runner frame on {conn} is {}, not ToRivetMetadata",
+                to_rivet_kind(other)
+            )),
+            other if !init_received => Some(format!(
+                "the runner sent {} on {conn} before it received ToEnvoyInit",
+                to_rivet_kind(other)
+            )),
             _ => None,
         };
         if let Some(detail) = problem {

@@ -20,8 +20,8 @@
 //!   `Rescheduling`) among the statuses the actor took in that step.
 //! - An `EndGeneration` whose `(R, g)` is not the placement before the step is reported as S3.
 
+use pegsim_model::fact::CrashPolicy;
 use pegsim_model::fact::{ActorStatus, Disposition, DispositionInputs, EndOutcome};
-use pegsim_model::fact::{CrashPolicy};
 use pegsim_model::keys::RunnerId;
 use pegsim_model::protocol::{ActorCommandKeyData, StopActorReason, StopCode};
 use pegsim_model::records::Placement;
@@ -40,7 +40,11 @@ pub(super) fn allowed_dispositions(
     }
     match inputs.stop_reason {
         Some(StopActorReason::SleepIntent) => {
-            return if inputs.wake_pending { &[Disposition::Allocate] } else { &[Disposition::Sleep] };
+            return if inputs.wake_pending {
+                &[Disposition::Allocate]
+            } else {
+                &[Disposition::Sleep]
+            };
         }
         Some(StopActorReason::GoingAway) => return &[Disposition::Allocate],
         _ => {}
@@ -61,7 +65,9 @@ fn statuses_after(disposition: Disposition) -> &'static [ActorStatus] {
     match disposition {
         Disposition::Destroy => &[ActorStatus::Destroyed],
         Disposition::Sleep => &[ActorStatus::Sleeping],
-        Disposition::Allocate | Disposition::Restart => &[ActorStatus::Starting, ActorStatus::Pending],
+        Disposition::Allocate | Disposition::Restart => {
+            &[ActorStatus::Starting, ActorStatus::Pending]
+        }
         Disposition::Reschedule => &[ActorStatus::Rescheduling],
     }
 }
@@ -266,7 +272,8 @@ impl Checker {
             (Some(StopCode::Ok), EndOutcome::StoppedOk)
             | (Some(StopCode::Error), EndOutcome::StoppedError) => {}
             (None, EndOutcome::Lost) => {
-                let lost = actor.is_some_and(|a| a.lost.contains(&(e.runner.clone(), e.generation)));
+                let lost =
+                    actor.is_some_and(|a| a.lost.contains(&(e.runner.clone(), e.generation)));
                 if !lost {
                     problems.push(format!(
                         "outcome Lost but {} never declared ({}, {}) lost",
@@ -274,9 +281,9 @@ impl Checker {
                     ));
                 }
             }
-            (stop, outcome) => problems.push(format!(
-                "outcome {outcome:?} but the step applied Stopped {stop:?}"
-            )),
+            (stop, outcome) => {
+                problems.push(format!("outcome {outcome:?} but the step applied Stopped {stop:?}"))
+            }
         }
         let mut seen: Vec<ActorStatus> = w.statuses.get(&e.actor).cloned().unwrap_or_default();
         if let Some(s) = actor.and_then(|a| a.status) {

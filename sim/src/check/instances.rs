@@ -23,7 +23,13 @@ use super::state::At;
 use super::Checker;
 
 impl Checker {
-    pub(super) fn on_runner_connecting(&mut self, at: At, node: &str, runner: &RunnerId, conn: ConnId) {
+    pub(super) fn on_runner_connecting(
+        &mut self,
+        at: At,
+        node: &str,
+        runner: &RunnerId,
+        conn: ConnId,
+    ) {
         let incarnation = self.node_incarnation.get(node).copied().unwrap_or(0);
         let owner = (node.to_string(), incarnation);
         match self.key_owner.get(runner) {

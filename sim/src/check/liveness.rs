@@ -80,11 +80,11 @@ impl Checker {
         let t = &self.cfg.timing;
         let delta = self.cfg.liveness_delta_ms;
         let t_q = self.heal_at.unwrap_or(0);
-        let lost_bound = t.runner_lost_threshold_ms + t.fence_margin_ms + t.lost_check_interval_ms + delta;
+        let lost_bound =
+            t.runner_lost_threshold_ms + t.fence_margin_ms + t.lost_check_interval_ms + delta;
         let l3_apply = t.event_resend_interval_ms + delta;
         let l3_total = l3_apply + t.event_ack_max_delay_ms + delta;
-        let stop_bound =
-            (2 * t.actor_stop_threshold_ms + t.stop_grace_ms + delta).max(lost_bound);
+        let stop_bound = (2 * t.actor_stop_threshold_ms + t.stop_grace_ms + delta).max(lost_bound);
         let mut out: Vec<Obligation> = Vec::new();
         let mut push = |invariant: &'static str,
                         trigger: u64,
@@ -137,7 +137,8 @@ impl Checker {
                         Some(&c.runner),
                         format!("command ({}, {actor}, {generation}, {index}) acknowledged but not deleted", c.runner),
                     );
-                } else if let Some((conn, ready)) = self.procs.get(&c.runner).and_then(|p| p.ready) {
+                } else if let Some((conn, ready)) = self.procs.get(&c.runner).and_then(|p| p.ready)
+                {
                     if c.received_on != Some(conn) {
                         push(
                             names::L2,
@@ -300,7 +301,9 @@ impl Checker {
                     t.pending_recheck_interval_ms + delta,
                     Some(actor),
                     None,
-                    format!("{actor} waits in the pending queue of {ns}/{pool}, which has capacity"),
+                    format!(
+                        "{actor} waits in the pending queue of {ns}/{pool}, which has capacity"
+                    ),
                 );
             }
         }

@@ -272,8 +272,12 @@ impl Checker {
         match fact {
             Fact::Commit { .. } | Fact::CommitFailed { .. } => {}
             // runner
-            Fact::RunnerConnecting { runner, conn } => self.on_runner_connecting(at, node, runner, *conn),
-            Fact::RunnerConnClosed { runner, conn, .. } => self.on_runner_conn_closed(at, runner, *conn),
+            Fact::RunnerConnecting { runner, conn } => {
+                self.on_runner_connecting(at, node, runner, *conn)
+            }
+            Fact::RunnerConnClosed { runner, conn, .. } => {
+                self.on_runner_conn_closed(at, runner, *conn)
+            }
             Fact::RunnerInit { conn, .. } => self.conn(*conn).runner_init_received = true,
             Fact::InstanceStart { runner, actor, generation } => {
                 self.on_instance_start(at, node, runner, actor, *generation)
@@ -282,7 +286,16 @@ impl Checker {
                 self.on_instance_terminate(at, runner, actor, *generation)
             }
             Fact::RunnerCommand { runner, conn, actor, generation, index, kind, disposition } => {
-                self.on_runner_command(at, runner, *conn, actor, *generation, *index, *kind, *disposition)
+                self.on_runner_command(
+                    at,
+                    runner,
+                    *conn,
+                    actor,
+                    *generation,
+                    *index,
+                    *kind,
+                    *disposition,
+                )
             }
             Fact::RunnerAckCommands { runner, actor, generation, index, .. } => {
                 self.check_runner_command_ack(at, runner, actor, *generation, *index)
@@ -296,12 +309,22 @@ impl Checker {
             Fact::TombstoneDrop { runner, actor, generation } => {
                 self.on_tombstone_drop(at, runner, actor, *generation)
             }
-            Fact::Fence { .. } | Fact::FatalEviction { .. } | Fact::RunnerProtocolViolation { .. } => {}
+            Fact::Fence { .. }
+            | Fact::FatalEviction { .. }
+            | Fact::RunnerProtocolViolation { .. } => {}
             Fact::KvRequestSent { runner, conn, actor, generation, request_id, .. } => {
                 self.on_kv_request_sent(at, runner, *conn, actor, *generation, *request_id)
             }
             Fact::StartupObserved { runner, actor, generation, had_bundle, live_reads, record } => {
-                self.on_startup_observed(at, runner, actor, *generation, *had_bundle, *live_reads, record)
+                self.on_startup_observed(
+                    at,
+                    runner,
+                    actor,
+                    *generation,
+                    *had_bundle,
+                    *live_reads,
+                    record,
+                )
             }
             Fact::RunnerStopping { .. } => {}
             Fact::RunnerExit { runner, .. } => self.on_runner_exit(at, node, runner),
@@ -309,16 +332,35 @@ impl Checker {
             Fact::SubscriptionConfirmed { runner, conn } => {
                 self.on_subscription_confirmed(node, runner, *conn)
             }
-            Fact::Registered { runner, conn, epoch } => self.on_registered(at, node, runner, *conn, *epoch),
+            Fact::Registered { runner, conn, epoch } => {
+                self.on_registered(at, node, runner, *conn, *epoch)
+            }
             Fact::MetadataCommitted { runner, conn, epoch } => {
                 self.check_epoch_current(at, "metadata", runner, *conn, *epoch);
                 self.conn(*conn).metadata_committed = true;
             }
-            Fact::ReplayPage { .. } | Fact::ReplayDone { .. } | Fact::LiveCommandDropped { .. } => {}
-            Fact::CommandsSent { conn, replay, .. } => self.on_commands_sent(at, *conn, *replay),
-            Fact::PreloadFetched { runner, conn, actor, generation, read_version, bundle, failed, .. } => {
-                self.on_preload_fetched(at, runner, *conn, actor, *generation, *read_version, bundle.as_ref(), *failed)
+            Fact::ReplayPage { .. } | Fact::ReplayDone { .. } | Fact::LiveCommandDropped { .. } => {
             }
+            Fact::CommandsSent { conn, replay, .. } => self.on_commands_sent(at, *conn, *replay),
+            Fact::PreloadFetched {
+                runner,
+                conn,
+                actor,
+                generation,
+                read_version,
+                bundle,
+                failed,
+                ..
+            } => self.on_preload_fetched(
+                at,
+                runner,
+                *conn,
+                actor,
+                *generation,
+                *read_version,
+                bundle.as_ref(),
+                *failed,
+            ),
             Fact::DemuxEnqueue { conn, actor, .. } => {
                 self.conn(*conn).demux.insert(actor.clone(), at.ms);
             }
@@ -328,9 +370,17 @@ impl Checker {
                 }
             }
             Fact::DemuxDiscard { .. } => {}
-            Fact::KvAnswered { runner, conn, epoch, actor, request_id, mutation_version, .. } => {
-                self.on_kv_answered(at, runner, *conn, *epoch, actor, *request_id, *mutation_version)
-            }
+            Fact::KvAnswered {
+                runner, conn, epoch, actor, request_id, mutation_version, ..
+            } => self.on_kv_answered(
+                at,
+                runner,
+                *conn,
+                *epoch,
+                actor,
+                *request_id,
+                *mutation_version,
+            ),
             Fact::CommandAckApplied { .. } => self.progress += 1,
             Fact::EdgeConnClosed { conn, .. } => self.on_edge_conn_closed(at, *conn),
             Fact::Ready { runner, conn, epoch, .. } => self.on_ready(at, runner, *conn, *epoch),
@@ -355,16 +405,29 @@ impl Checker {
                 self.progress += 1;
             }
             Fact::WorkflowStep { .. } => {}
-            Fact::EventClassified { actor, runner, generation, index, class, event } => {
-                self.on_event_classified(at, node, actor, runner, *generation, *index, *class, event)
-            }
+            Fact::EventClassified { actor, runner, generation, index, class, event } => self
+                .on_event_classified(at, node, actor, runner, *generation, *index, *class, event),
             Fact::CommandPersisted { .. } => self.progress += 1,
             Fact::EventAckPublished { runner, actor, generation, index } => {
-                self.window_for(at, node).acks.push((at, runner.clone(), actor.clone(), *generation, *index));
+                self.window_for(at, node).acks.push((
+                    at,
+                    runner.clone(),
+                    actor.clone(),
+                    *generation,
+                    *index,
+                ));
             }
-            Fact::EndGeneration { actor, runner, generation, outcome, inputs, disposition } => {
-                self.on_end_generation(at, node, actor, runner, *generation, *outcome, inputs, *disposition)
-            }
+            Fact::EndGeneration { actor, runner, generation, outcome, inputs, disposition } => self
+                .on_end_generation(
+                    at,
+                    node,
+                    actor,
+                    runner,
+                    *generation,
+                    *outcome,
+                    inputs,
+                    *disposition,
+                ),
             Fact::StatusChanged { actor, to, .. } => self.on_status_changed(at, node, actor, *to),
             // registry
             Fact::Allocated { .. } | Fact::PendingEnqueue { .. } | Fact::PendingDequeue { .. } => {
@@ -408,7 +471,8 @@ impl Checker {
         let at = At { seq: self.last.seq, ms: now_ms };
         for o in self.open_obligations(now_ms) {
             if o.due_ms < now_ms {
-                let detail = format!("{} (open since {} ms, due {} ms)", o.detail, o.since_ms, o.due_ms);
+                let detail =
+                    format!("{} (open since {} ms, due {} ms)", o.detail, o.since_ms, o.due_ms);
                 self.flag(o.invariant, at, o.actor.as_deref(), o.runner.as_ref(), detail);
             }
         }
@@ -461,7 +525,8 @@ impl Checker {
     }
 
     fn ended(&self, actor: &str, generation: u32) -> bool {
-        self.destroyed.contains(actor) || self.actors.get(actor).is_some_and(|a| a.ended(generation))
+        self.destroyed.contains(actor)
+            || self.actors.get(actor).is_some_and(|a| a.ended(generation))
     }
 
     fn gen(&mut self, actor: &str, generation: u32) -> &mut GenTrack {

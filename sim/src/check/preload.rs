@@ -61,10 +61,17 @@ fn record_difference(found: &StartupRecord, expected: &StartupRecord) -> String 
     if let Some(i) = (0..found.reads.len().max(expected.reads.len()))
         .find(|i| found.reads.get(*i) != expected.reads.get(*i))
     {
-        return format!("read {i}: bundle run {:?}, oracle run {:?}", found.reads.get(i), expected.reads.get(i));
+        return format!(
+            "read {i}: bundle run {:?}, oracle run {:?}",
+            found.reads.get(i),
+            expected.reads.get(i)
+        );
     }
     if found.new_actor != expected.new_actor {
-        return format!("new actor: bundle run {}, oracle run {}", found.new_actor, expected.new_actor);
+        return format!(
+            "new actor: bundle run {}, oracle run {}",
+            found.new_actor, expected.new_actor
+        );
     }
     if found.counter != expected.counter {
         return format!("counter: bundle run {}, oracle run {}", found.counter, expected.counter);
@@ -131,17 +138,22 @@ impl Checker {
     }
 
     /// Where the manifest of `actor` lives: `(namespace, name)`.
-    fn manifest_location(&self, runner: &RunnerId, actor: &str, generation: u32) -> Option<(String, String)> {
+    fn manifest_location(
+        &self,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+    ) -> Option<(String, String)> {
         let track = self.actors.get(actor);
-        let namespace = track.and_then(|t| t.namespace.clone()).unwrap_or_else(|| runner.namespace.clone());
-        let stored_name = self
-            .gens
-            .get(&(actor.to_string(), generation))
-            .and_then(|t| t.cmds.get(&0))
-            .and_then(|c| match &c.content {
-                ActorCommandKeyData::CommandStartActor(s) => Some(s.config.name.to_string()),
-                ActorCommandKeyData::CommandStopActor(_) => None,
-            });
+        let namespace =
+            track.and_then(|t| t.namespace.clone()).unwrap_or_else(|| runner.namespace.clone());
+        let stored_name =
+            self.gens.get(&(actor.to_string(), generation)).and_then(|t| t.cmds.get(&0)).and_then(
+                |c| match &c.content {
+                    ActorCommandKeyData::CommandStartActor(s) => Some(s.config.name.to_string()),
+                    ActorCommandKeyData::CommandStopActor(_) => None,
+                },
+            );
         let name = stored_name.or_else(|| track.and_then(|t| t.name.clone()))?;
         Some((namespace, name))
     }
@@ -181,7 +193,9 @@ impl Checker {
             }
             let previous = self.gens.get(&key).and_then(|t| t.last_fetch_version);
             if previous.is_some_and(|p| v < p) {
-                problems.push(format!("the bundle was read at version {v}, an earlier delivery read at {previous:?}"));
+                problems.push(format!(
+                    "the bundle was read at version {v}, an earlier delivery read at {previous:?}"
+                ));
             }
             if !self.ended(actor, generation) {
                 self.gen(actor, generation).last_fetch_version = Some(v);
@@ -257,17 +271,22 @@ impl Checker {
     }
 
     /// The runner started `(A, g)` from its first delivery on `conn`.
-    pub(super) fn bind_startup(&mut self, runner: &RunnerId, conn: ConnId, actor: &str, generation: u32) {
+    pub(super) fn bind_startup(
+        &mut self,
+        runner: &RunnerId,
+        conn: ConnId,
+        actor: &str,
+        generation: u32,
+    ) {
         let key = (actor.to_string(), generation);
         let Some(start) = self.conns.get_mut(&conn).and_then(|c| c.first_start.remove(&key)) else {
             return;
         };
-        let input = self
-            .gens
-            .get(&key)
-            .and_then(|t| t.cmds.get(&0))
-            .and_then(|c| match &c.content {
-                ActorCommandKeyData::CommandStartActor(s) => s.config.input.as_ref().map(|b| b.to_vec()),
+        let input =
+            self.gens.get(&key).and_then(|t| t.cmds.get(&0)).and_then(|c| match &c.content {
+                ActorCommandKeyData::CommandStartActor(s) => {
+                    s.config.input.as_ref().map(|b| b.to_vec())
+                }
                 ActorCommandKeyData::CommandStopActor(_) => None,
             });
         self.proc(runner).startups.insert(key, PendingStartup { start, input });
@@ -310,11 +329,10 @@ impl Checker {
                 format!("({actor}, {generation}) had an empty-keyspace bundle and still made {live_reads} live reads"),
             );
         }
-        let expected = self
-            .cfg
-            .startup_oracle
-            .as_ref()
-            .map(|run| run(&pending.start.snapshot, actor, generation, pending.input.as_deref()));
+        let expected =
+            self.cfg.startup_oracle.as_ref().map(|run| {
+                run(&pending.start.snapshot, actor, generation, pending.input.as_deref())
+            });
         if let Some(expected) = expected {
             if expected != *record {
                 let detail = format!(

@@ -179,7 +179,13 @@ impl Checker {
         };
         let first = allocated.first().map(|(a, _)| a.as_str());
         let Some(info) = before else {
-            self.flag(names::S13, at, first, Some(runner), format!("allocation to {runner}, which has no runner record"));
+            self.flag(
+                names::S13,
+                at,
+                first,
+                Some(runner),
+                format!("allocation to {runner}, which has no runner record"),
+            );
             return;
         };
         if !info.eligible() {
@@ -248,7 +254,9 @@ impl Checker {
                 "runner {runner} records {} used slots but has {count} allocations",
                 info.used_slots
             )),
-            None if count > 0 => Some(format!("runner {runner} has {count} allocations and no record")),
+            None if count > 0 => {
+                Some(format!("runner {runner} has {count} allocations and no record"))
+            }
             _ => None,
         };
         if let Some(detail) = problem {
@@ -417,7 +425,12 @@ impl Checker {
         }
     }
 
-    pub(super) fn on_subscription_confirmed(&mut self, node: &str, runner: &RunnerId, conn: ConnId) {
+    pub(super) fn on_subscription_confirmed(
+        &mut self,
+        node: &str,
+        runner: &RunnerId,
+        conn: ConnId,
+    ) {
         let c = self.conn(conn);
         c.subscribed = true;
         c.runner.get_or_insert_with(|| runner.clone());
@@ -508,10 +521,11 @@ impl Checker {
         let mut problems: Vec<String> = Vec::new();
         let mut issuing_generation = None;
         match issuer {
-            Some(None) => problems.push(format!("request {request_id} of {runner} was never sent by an instance")),
-            Some(Some((a, _, _))) if a != actor => {
-                problems.push(format!("request {request_id} was issued by an instance of {a}, not {actor}"))
-            }
+            Some(None) => problems
+                .push(format!("request {request_id} of {runner} was never sent by an instance")),
+            Some(Some((a, _, _))) if a != actor => problems.push(format!(
+                "request {request_id} was issued by an instance of {a}, not {actor}"
+            )),
             Some(Some((_, g, _))) => issuing_generation = Some(g),
             None => {}
         }
@@ -533,7 +547,8 @@ impl Checker {
             _ => {}
         }
         let record = self.idents.get(runner).and_then(|i| at_version(&i.info_hist, version));
-        let record = record.unwrap_or_else(|| self.shadow.infos.get(runner).map(|i| (i.epoch, i.expired)));
+        let record =
+            record.unwrap_or_else(|| self.shadow.infos.get(runner).map(|i| (i.epoch, i.expired)));
         if record.is_some_and(|(_, expired)| expired) {
             problems.push(format!("at version {version} runner {runner} was expired"));
         }
@@ -558,13 +573,22 @@ impl Checker {
 
     /// S14 for one commit that changed `actor`'s keyspace; `only_deletes` says whether every
     /// change was a deletion.
-    pub(super) fn check_kv_writer(&mut self, at: At, label: TxnLabel, actor: &str, only_deletes: bool) {
+    pub(super) fn check_kv_writer(
+        &mut self,
+        at: At,
+        label: TxnLabel,
+        actor: &str,
+        only_deletes: bool,
+    ) {
         if label == TxnLabel::KvRequest {
             let placement = self.placement_before_step(actor);
             let problem = match &placement {
-                None => Some(format!("a KV request committed a mutation of {actor}, which had no placement")),
+                None => Some(format!(
+                    "a KV request committed a mutation of {actor}, which had no placement"
+                )),
                 Some(p) => {
-                    let info = match self.window.as_ref().and_then(|w| w.info_before.get(&p.runner)) {
+                    let info = match self.window.as_ref().and_then(|w| w.info_before.get(&p.runner))
+                    {
                         Some(b) => b.clone(),
                         None => self.shadow.infos.get(&p.runner).cloned(),
                     };

@@ -60,9 +60,9 @@ pub(super) fn classify(key: &[u8]) -> Option<KeyKind> {
                     let actor = t.s().ok()?;
                     let generation = u32::try_from(t.u().ok()?).ok()?;
                     let index = t.i().ok()?;
-                    t.rest().is_empty().then_some(KeyKind::RunnerCmd(
-                        runner, actor, generation, index,
-                    ))
+                    t.rest()
+                        .is_empty()
+                        .then_some(KeyKind::RunnerCmd(runner, actor, generation, index))
                 }
                 _ => None,
             }
@@ -355,7 +355,11 @@ fn remove_nested<K1: Ord + Clone, K2: Ord, V>(
     v
 }
 
-fn remove_from_set<K: Ord, T: Ord>(map: &mut BTreeMap<K, BTreeSet<T>>, outer: &K, item: &T) -> bool {
+fn remove_from_set<K: Ord, T: Ord>(
+    map: &mut BTreeMap<K, BTreeSet<T>>,
+    outer: &K,
+    item: &T,
+) -> bool {
     let Some(s) = map.get_mut(outer) else { return false };
     let was = s.remove(item);
     if s.is_empty() {

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use pegsim_model::fact::{ActorStatus, ConnId, CrashPolicy, DispositionInputs, EndOutcome};
 use pegsim_model::fact::Disposition;
+use pegsim_model::fact::{ActorStatus, ConnId, CrashPolicy, DispositionInputs, EndOutcome};
 use pegsim_model::keys::{ActorId, RunnerId};
 use pegsim_model::preload::Snapshot;
 use pegsim_model::protocol::{ActorCommandKeyData, Event, PreloadedKv, StopCode};

@@ -220,7 +220,9 @@ struct BenchArgs {
 /// The binary's entry: parse `std::env::args`, set up `RUST_LOG` logging, run the command.
 pub fn main_with(run: RunFn) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // madsim warns on every world that std's hash state is not seeded by it; pegsim's
+        // simulated code never lets hash iteration order decide anything, so that is noise.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,madsim=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -228,9 +230,9 @@ pub fn main_with(run: RunFn) -> ExitCode {
         .try_init();
     let progress_bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    // Unlocked handles: runs on other threads log through `tracing` to stderr too, so holding
+    // the stderr lock here would deadlock them.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut ctx = Context { run, child: spawn_child, out: &mut out, err: &mut err, progress_bar };
     ExitCode::from(execute(std::env::args_os().collect(), &mut ctx))
 }

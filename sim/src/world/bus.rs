@@ -21,6 +21,8 @@ use pegsim_model::keys::ActorId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::scenario::Span;
+
 use crate::run::Entry;
 use crate::world::mail::{ConnMsg, CoreMsg};
 use crate::world::shared::{NodeRng, Shared};
@@ -32,44 +34,45 @@ pub const SIGNAL_BASE_DELAY_MS: (u64, u64) = (1, 3);
 /// Delay before a subscription is confirmed, ms (uniform).
 pub const SUBSCRIBE_DELAY_MS: (u64, u64) = (1, 4);
 
-/// The buses' fault settings; changed by the fault injector, all off in the heal phase.
+/// The buses' fault settings (the seed's per-message faults); all off in the heal phase.
 pub struct BusFaults {
     pub rng: ChaCha8Rng,
-    /// Extra publish delay range while `bus_delay` is active.
-    pub extra_delay_ms: Option<(u64, u64)>,
     /// Probability that a delivery is lost (`bus_loss`).
     pub loss: f64,
     /// Probability that a delivery is duplicated (`bus_duplicate`).
     pub duplicate: f64,
-    /// Extra signal delay while `signal_delay` is active.
-    pub signal_extra_delay_ms: Option<(u64, u64)>,
-    /// Random extra signal delay per batch while `signal_reorder` is active.
-    pub signal_reorder_ms: Option<(u64, u64)>,
+    /// `(probability, delay span)` of an extra publish delay (`bus_delay`).
+    pub delay: Option<(f64, Span)>,
     /// Probability that a signal is enqueued twice (`signal_duplicate`).
     pub signal_duplicate: f64,
+    /// `(probability, delay span)` of an extra signal delay (`signal_delay`).
+    pub signal_delay: Option<(f64, Span)>,
+    /// `(probability, window)`: a signal held back so that up to `window` later ones may overtake
+    /// it (`signal_reorder`).
+    pub signal_reorder: Option<(f64, u64)>,
 }
 
 impl BusFaults {
     pub fn new(rng: ChaCha8Rng) -> Self {
         BusFaults {
             rng,
-            extra_delay_ms: None,
             loss: 0.0,
             duplicate: 0.0,
-            signal_extra_delay_ms: None,
-            signal_reorder_ms: None,
+            delay: None,
             signal_duplicate: 0.0,
+            signal_delay: None,
+            signal_reorder: None,
         }
     }
 
     /// Everything off (heal phase).
     pub fn clear(&mut self) {
-        self.extra_delay_ms = None;
         self.loss = 0.0;
         self.duplicate = 0.0;
-        self.signal_extra_delay_ms = None;
-        self.signal_reorder_ms = None;
+        self.delay = None;
         self.signal_duplicate = 0.0;
+        self.signal_delay = None;
+        self.signal_reorder = None;
     }
 
     fn uniform(&mut self, range: (u64, u64)) -> u64 {
@@ -84,6 +87,10 @@ impl BusFaults {
         p > 0.0 && self.rng.gen_bool(p.min(1.0))
     }
 }
+
+/// How far a held-back signal falls behind per unit of reorder window, ms: each later signal of
+/// the window gets a chance to overtake it.
+const REORDER_STEP_MS: (u64, u64) = (5, 60);
 
 /// Subscribe `conn` to `topics`; the confirmation reaches the connection after a short delay.
 pub fn subscribe(shared: &Shared, conn: ConnId, topics: Vec<Topic>) {
@@ -116,8 +123,12 @@ pub fn publish(shared: &Shared, node: &str, topic: Topic, message: BusMessage) {
                 continue;
             }
             let mut delay = f.uniform(BUS_BASE_DELAY_MS);
-            if let Some(extra) = f.extra_delay_ms {
-                delay += f.uniform(extra);
+            if let Some((p, span)) = f.delay {
+                if f.chance(p) {
+                    let extra = f.uniform((span.lo, span.hi));
+                    delay += extra;
+                    faults.push(("bus_delay", format!("{conn} +{extra} ms")));
+                }
             }
             deliveries.push((conn, delay));
             if f.chance(f.duplicate) {
@@ -147,18 +158,29 @@ pub fn send_signal(shared: &Shared, conn: ConnId, actor: ActorId, signal: Signal
     let plan = {
         let mut st = shared.lock();
         let f = &mut st.bus_faults;
+        let mut fired = Vec::new();
         let mut delay = f.uniform(SIGNAL_BASE_DELAY_MS);
-        if let Some(extra) = f.signal_extra_delay_ms {
-            delay += f.uniform(extra);
+        if let Some((p, span)) = f.signal_delay {
+            if f.chance(p) {
+                let extra = f.uniform((span.lo, span.hi));
+                delay += extra;
+                fired.push(("signal_delay", format!("{conn} {actor} +{extra} ms")));
+            }
         }
-        if let Some(reorder) = f.signal_reorder_ms {
-            delay += f.uniform(reorder);
+        if let Some((p, window)) = f.signal_reorder {
+            if f.chance(p) {
+                let behind: u64 = (0..window.max(1)).map(|_| f.uniform(REORDER_STEP_MS)).sum();
+                delay += behind;
+                fired.push(("signal_reorder", format!("{conn} {actor} held back {behind} ms")));
+            }
         }
         let duplicate = f.chance(f.signal_duplicate).then(|| delay + f.uniform((1, 200)));
         if duplicate.is_some() {
-            let now = st.clock.now_ms();
-            let detail = format!("{conn} {actor}");
-            st.recorder.record(now, "bus", Entry::Fault { class: "signal_duplicate".into(), detail });
+            fired.push(("signal_duplicate", format!("{conn} {actor}")));
+        }
+        let now = st.clock.now_ms();
+        for (class, detail) in fired {
+            st.recorder.record(now, "bus", Entry::Fault { class: class.into(), detail });
         }
         (delay, duplicate)
     };

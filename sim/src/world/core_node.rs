@@ -36,7 +36,8 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>) {
         st.clock
     };
     shared.record(CORE, Entry::Node { node: CORE.into(), event: format!("start #{incarnation}") });
-    let mut rng = NodeRng(SeedStreams::new(config.seed).stream(&format!("node:{CORE}#{incarnation}")));
+    let mut rng =
+        NodeRng(SeedStreams::new(config.seed).stream(&format!("node:{CORE}#{incarnation}")));
     let mut core = Core::new(config.engine.clone());
     let mut timers: Timers<CoreTimer> = Timers::default();
     let mut work: VecDeque<Work> = VecDeque::new();
@@ -69,13 +70,20 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>) {
     }
 }
 
-fn apply(shared: &Shared, outputs: Vec<CoreOutput>, timers: &mut Timers<CoreTimer>, work: &mut VecDeque<Work>) {
+fn apply(
+    shared: &Shared,
+    outputs: Vec<CoreOutput>,
+    timers: &mut Timers<CoreTimer>,
+    work: &mut VecDeque<Work>,
+) {
     for out in outputs {
         match out {
             CoreOutput::Engine(EngineOutput::Publish { topic, message }) => {
                 bus::publish(shared, CORE, topic, message)
             }
-            CoreOutput::Engine(EngineOutput::WakeWorkflow { actor }) => work.push_back(Work::Wake(actor)),
+            CoreOutput::Engine(EngineOutput::WakeWorkflow { actor }) => {
+                work.push_back(Work::Wake(actor))
+            }
             CoreOutput::Engine(EngineOutput::TriggerDrainer { namespace, pool }) => {
                 work.push_back(Work::Drainer { namespace, pool })
             }

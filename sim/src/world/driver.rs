@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::run::Entry;
 use crate::seed::SeedStreams;
-use crate::world::config::WorldConfig;
+use crate::world::config::{draw_span, WorldConfig};
 use crate::world::mail::{CoreMsg, RunnerMsg};
 use crate::world::shared::{NodeRng, Shared};
 
@@ -35,28 +35,32 @@ pub async fn fault_phase(shared: &Shared, config: &Arc<WorldConfig>) {
     let streams = SeedStreams::new(config.seed);
     let mut rng = streams.stream("workload");
     let mut node_rng = NodeRng(streams.stream("node:driver"));
-    let w = &config.workload;
-    let end = config.phases.fault_ms;
+    let w = &config.derived.workload;
+    let end = config.derived.phases.fault_ms;
+    let actors = w.actors as usize;
+    let create_interval_ms = (60_000.0 / w.create_rate_per_min.max(0.001)) as u64;
     let mut created: Vec<String> = Vec::new();
     let mut next_create = 0u64;
-    let mut next_action = uniform(&mut rng, w.action_interval_ms);
+    let mut next_action = draw_span(&mut rng, w.action_interval_ms);
     loop {
         let now = shared.now_ms();
         if now >= end {
             break;
         }
-        if created.len() < w.actors && now >= next_create {
+        if created.len() < actors && now >= next_create {
             let id = format!("actor-{}", created.len());
             create(shared, config, &mut rng, &mut node_rng, &id);
             created.push(id);
-            next_create = now + jitter(&mut rng, w.create_interval_ms);
+            next_create = now + jitter(&mut rng, create_interval_ms);
         }
         if now >= next_action {
             act(shared, config, &mut rng, &mut node_rng, &created);
-            next_action = now + uniform(&mut rng, w.action_interval_ms).max(1);
+            next_action = now + draw_span(&mut rng, w.action_interval_ms).max(1);
         }
-        let wake_at = next_action.min(if created.len() < w.actors { next_create } else { end }).min(end);
-        madsim::time::sleep(Duration::from_millis(wake_at.saturating_sub(shared.now_ms()).max(1))).await;
+        let wake_at =
+            next_action.min(if created.len() < actors { next_create } else { end }).min(end);
+        madsim::time::sleep(Duration::from_millis(wake_at.saturating_sub(shared.now_ms()).max(1)))
+            .await;
     }
 }
 
@@ -65,7 +69,7 @@ pub async fn fault_phase(shared: &Shared, config: &Arc<WorldConfig>) {
 pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>) {
     shared.record(DRIVER, Entry::Phase { phase: "heal".into() });
     let start = shared.now_ms();
-    let deadline = start + config.phases.heal_ms;
+    let deadline = start + config.derived.phases.heal_ms;
     let mut last_marker = u64::MAX;
     let mut last_progress = start;
     let mut quiet_polls = 0;
@@ -89,8 +93,9 @@ pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>) {
         if now >= deadline {
             break;
         }
-        if !open.is_empty() && now - last_progress >= config.phases.watchdog_ms {
-            let detail = format!("no progress for {} ms; open: {}", now - last_progress, open.join("; "));
+        if !open.is_empty() && now - last_progress >= config.derived.phases.watchdog_ms {
+            let detail =
+                format!("no progress for {} ms; open: {}", now - last_progress, open.join("; "));
             shared.record(DRIVER, Entry::Phase { phase: format!("watchdog: {detail}") });
             break;
         }
@@ -100,10 +105,16 @@ pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>) {
     shared.record(DRIVER, Entry::Phase { phase: "end".into() });
 }
 
-fn create(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng: &mut NodeRng, id: &str) {
-    let w = &config.workload;
-    let name = w.names.choose(rng).cloned().unwrap_or_else(|| "actor".into());
-    let (r, s, d) = w.crash_policy;
+fn create(
+    shared: &Shared,
+    config: &WorldConfig,
+    rng: &mut ChaCha8Rng,
+    node_rng: &mut NodeRng,
+    id: &str,
+) {
+    let w = &config.derived.workload;
+    let name = w.actor_names.choose(rng).cloned().unwrap_or_else(|| "actor".into());
+    let (r, s, d) = (w.crash_policy.restart, w.crash_policy.sleep, w.crash_policy.destroy);
     let pick = rng.gen_range(0..(r + s + d).max(1));
     let crash_policy = if pick < r {
         CrashPolicy::Restart
@@ -112,21 +123,30 @@ fn create(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng:
     } else {
         CrashPolicy::Destroy
     };
-    let input_len = uniform_usize(rng, w.input_len);
+    let input_len = draw_span(rng, w.input_size) as usize;
     let input = (input_len > 0).then(|| (0..input_len).map(|i| (i % 251) as u8).collect());
+    let (namespace, pool) = config.namespace_and_pool();
     let spec = ActorSpec {
-        namespace: config.topology.namespace.clone(),
+        namespace,
         name: name.clone(),
         key: Some(id.to_string()),
-        pool: config.topology.pool.clone(),
+        pool,
         crash_policy,
         input,
     };
-    shared.record(DRIVER, Entry::Workload { action: format!("create {id} name={name} policy={crash_policy:?} input={input_len}") });
-    let result = shared.with_env(DRIVER, node_rng, |env| actor::create_actor(env, &id.to_string(), &spec));
+    shared.record(
+        DRIVER,
+        Entry::Workload {
+            action: format!("create {id} name={name} policy={crash_policy:?} input={input_len}"),
+        },
+    );
+    let result =
+        shared.with_env(DRIVER, node_rng, |env| actor::create_actor(env, &id.to_string(), &spec));
     match result {
         Ok(outputs) => forward(shared, outputs),
-        Err(e) => shared.record(DRIVER, Entry::Workload { action: format!("create {id} failed: {e}") }),
+        Err(e) => {
+            shared.record(DRIVER, Entry::Workload { action: format!("create {id} failed: {e}") })
+        }
     }
 }
 
@@ -146,10 +166,26 @@ fn forward(shared: &Shared, outputs: Vec<EngineOutput>) {
 }
 
 /// One workload action, chosen by the mix.
-fn act(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng: &mut NodeRng, created: &[String]) {
-    let m = &config.workload.mix;
-    let weights = [m.sleep, m.stop, m.crash, m.destroy, m.wake, m.alarm, m.write, m.delete, m.drain];
-    let total: u32 = weights.iter().sum();
+fn act(
+    shared: &Shared,
+    config: &WorldConfig,
+    rng: &mut ChaCha8Rng,
+    node_rng: &mut NodeRng,
+    created: &[String],
+) {
+    let m = &config.derived.workload.mix;
+    let weights = [
+        m.sleep,
+        m.stop,
+        m.crash,
+        m.destroy,
+        m.wake,
+        m.set_alarm,
+        m.kv_write,
+        m.kv_delete,
+        m.drain,
+    ];
+    let total: u64 = weights.iter().sum();
     if total == 0 || created.is_empty() {
         return;
     }
@@ -166,7 +202,12 @@ fn act(shared: &Shared, config: &WorldConfig, rng: &mut ChaCha8Rng, node_rng: &m
         3 | 4 => {
             let Some(actor) = created.choose(rng).cloned() else { return };
             let destroy = kind == 3;
-            shared.record(DRIVER, Entry::Workload { action: format!("{} {actor}", if destroy { "destroy" } else { "wake" }) });
+            shared.record(
+                DRIVER,
+                Entry::Workload {
+                    action: format!("{} {actor}", if destroy { "destroy" } else { "wake" }),
+                },
+            );
             let result = shared.with_env(DRIVER, node_rng, |env| {
                 if destroy {
                     actor::destroy_actor(env, &actor)
@@ -222,8 +263,8 @@ fn app_key(rng: &mut ChaCha8Rng) -> AppKey {
 }
 
 fn value_len(config: &WorldConfig, rng: &mut ChaCha8Rng) -> usize {
-    let w = &config.workload;
-    if rng.gen_bool(w.budget_sized_chance.clamp(0.0, 1.0)) {
+    let w = &config.derived.workload;
+    if rng.gen_bool(w.budget_overflow_chance.clamp(0.0, 1.0)) {
         // Around a preload budget boundary: a prefix budget of the reference manifest or what is
         // left of the global budget; capped by the KV value limit.
         let targets = [
@@ -234,26 +275,11 @@ fn value_len(config: &WorldConfig, rng: &mut ChaCha8Rng) -> usize {
             config.engine.preload_budget / 2,
         ];
         let t = *targets.choose(rng).unwrap_or(&0) as i64;
-        let v = (t + rng.gen_range(-64..64)).clamp(0, pegsim_model::constants::MAX_VALUE_SIZE as i64);
+        let v =
+            (t + rng.gen_range(-64..64)).clamp(0, pegsim_model::constants::MAX_VALUE_SIZE as i64);
         v as usize
     } else {
-        uniform_usize(rng, w.value_len)
-    }
-}
-
-fn uniform(rng: &mut ChaCha8Rng, r: (u64, u64)) -> u64 {
-    if r.1 <= r.0 {
-        r.0
-    } else {
-        rng.gen_range(r.0..=r.1)
-    }
-}
-
-fn uniform_usize(rng: &mut ChaCha8Rng, r: (usize, usize)) -> usize {
-    if r.1 <= r.0 {
-        r.0
-    } else {
-        rng.gen_range(r.0..=r.1)
+        draw_span(rng, w.value_size) as usize
     }
 }
 

@@ -35,11 +35,17 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
     let node = edge_name(index);
     let incarnation = shared.next_incarnation(&node);
     let port = EDGE_PORT + incarnation as u16;
-    shared.record(&node, Entry::Node { node: node.clone(), event: format!("start #{incarnation} on port {port}") });
+    shared.record(
+        &node,
+        Entry::Node { node: node.clone(), event: format!("start #{incarnation} on port {port}") },
+    );
     let listener = match transport::listen(port).await {
         Ok(l) => l,
         Err(e) => {
-            shared.record(&node, Entry::Node { node: node.clone(), event: format!("listen failed: {e}") });
+            shared.record(
+                &node,
+                Entry::Node { node: node.clone(), event: format!("listen failed: {e}") },
+            );
             return;
         }
     };
@@ -52,12 +58,21 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
                     let max_frame = config.engine.timing.max_frame_bytes;
                     match transport::upgrade(&shared, stream, max_frame).await {
                         Ok(accepted) => serve(shared, config, node, accepted).await,
-                        Err(e) => shared.record(&node, Entry::Node { node: node.clone(), event: format!("upgrade failed: {e}") }),
+                        Err(e) => shared.record(
+                            &node,
+                            Entry::Node {
+                                node: node.clone(),
+                                event: format!("upgrade failed: {e}"),
+                            },
+                        ),
                     }
                 });
             }
             Err(e) => {
-                shared.record(&node, Entry::Node { node: node.clone(), event: format!("accept failed: {e}") });
+                shared.record(
+                    &node,
+                    Entry::Node { node: node.clone(), event: format!("accept failed: {e}") },
+                );
             }
         }
     }
@@ -72,12 +87,21 @@ async fn serve(shared: Shared, config: Arc<WorldConfig>, node: String, accepted:
         st.mail.conns.insert(conn, tx);
         st.clock
     };
-    shared.record(&node, Entry::Link { conn, runner: None, event: format!("accepted {path_and_query}") });
+    shared.record(
+        &node,
+        Entry::Link { conn, runner: None, event: format!("accepted {path_and_query}") },
+    );
     let mut rng = NodeRng(SeedStreams::new(config.seed).stream(&format!("conn:{conn}")));
     let (mut edge, outputs) = shared.with_env(&node, &mut rng, |env| {
         EdgeConn::accept(env, &config.engine, conn, &path_and_query, &subprotocols)
     });
-    let mut task = ConnTask { shared: shared.clone(), node, conn, timers: Timers::default(), socket_open: true };
+    let mut task = ConnTask {
+        shared: shared.clone(),
+        node,
+        conn,
+        timers: Timers::default(),
+        socket_open: true,
+    };
     task.apply(&mut ws, &mut edge, &mut rng, outputs).await;
     while !edge.is_finished() {
         let now = clock.now_ms();
@@ -140,12 +164,19 @@ struct ConnTask {
 impl ConnTask {
     fn socket_closed(&mut self, runner: Option<pegsim_model::keys::RunnerId>, why: &str) {
         self.socket_open = false;
-        self.shared.record(&self.node, Entry::Link { conn: self.conn, runner, event: why.to_string() });
+        self.shared
+            .record(&self.node, Entry::Link { conn: self.conn, runner, event: why.to_string() });
     }
 
     /// Carry out an edge connection's outputs; a failed send ends the socket and the connection
     /// is told, whose outputs are carried out in turn.
-    async fn apply(&mut self, ws: &mut WsConn, edge: &mut EdgeConn, rng: &mut NodeRng, outputs: Vec<EdgeOutput>) {
+    async fn apply(
+        &mut self,
+        ws: &mut WsConn,
+        edge: &mut EdgeConn,
+        rng: &mut NodeRng,
+        outputs: Vec<EdgeOutput>,
+    ) {
         let mut queue: std::collections::VecDeque<EdgeOutput> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
@@ -153,17 +184,30 @@ impl ConnTask {
                     if !self.socket_open {
                         continue;
                     }
-                    frames::record(&self.shared, &self.node, self.conn, edge.runner().cloned(), Dir::ToRunner, false, &bytes, false);
+                    frames::record(
+                        &self.shared,
+                        &self.node,
+                        self.conn,
+                        edge.runner().cloned(),
+                        Dir::ToRunner,
+                        false,
+                        &bytes,
+                        false,
+                    );
                     if let Err(e) = ws.send_binary(bytes).await {
                         self.socket_closed(edge.runner().cloned(), &format!("send failed: {e}"));
-                        let more = self.shared.with_env(&self.node, rng, |env| edge.on_socket_closed(env));
+                        let more =
+                            self.shared.with_env(&self.node, rng, |env| edge.on_socket_closed(env));
                         queue.extend(more);
                     }
                 }
                 EdgeOutput::Close(reason) => {
                     if self.socket_open {
                         let text = reason.to_string();
-                        self.socket_closed(edge.runner().cloned(), &format!("closed by edge: {text}"));
+                        self.socket_closed(
+                            edge.runner().cloned(),
+                            &format!("closed by edge: {text}"),
+                        );
                         let _ = ws.close(&reason.to_close_frame_reason(), reason.code()).await;
                     }
                 }

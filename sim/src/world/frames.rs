@@ -54,6 +54,14 @@ pub fn record(
     let decoded = Arc::new(decode(dir, bytes, text));
     shared.record(
         node,
-        Entry::Frame { conn, runner, dir, received, len: bytes.len(), bytes_hash: fnv1a(bytes), decoded },
+        Entry::Frame {
+            conn,
+            runner,
+            dir,
+            received,
+            len: bytes.len(),
+            bytes_hash: fnv1a(bytes),
+            decoded,
+        },
     );
 }

@@ -33,7 +33,10 @@ pub enum ConnMsg {
     /// Both of the connection's subscriptions are confirmed.
     Subscribed,
     Bus(Topic, BusMessage),
-    SignalResult { token: u64, result: Result<EnqueueResult, DeliverError> },
+    SignalResult {
+        token: u64,
+        result: Result<EnqueueResult, DeliverError>,
+    },
 }
 
 /// To one runner process's task.

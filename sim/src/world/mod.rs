@@ -44,24 +44,33 @@ use runner_node::runner_name;
 use shared::{Recorder, Shared, State, StoreFaults};
 use transport::addr;
 
-/// History lines kept around the first violation for the failure timeline.
-pub const TIMELINE_BEFORE: u64 = 40;
-pub const TIMELINE_AFTER: u64 = 10;
-
-/// The configuration of runner process `index` in its `incarnation`.
+/// The configuration of runner process `index` (every incarnation of a runner node runs the same
+/// deployment; its `envoy_key` is fresh each time).
 pub fn runner_config(config: &WorldConfig, index: usize, _incarnation: u32) -> RunnerConfig {
-    let t = &config.topology;
-    RunnerConfig {
-        namespace: t.namespace.clone(),
-        pool_name: t.pool.clone(),
-        version: t.versions.get(index % t.versions.len().max(1)).copied().unwrap_or(1),
-        slots: t.slots.get(index % t.slots.len().max(1)).copied(),
-        manifests: config.manifests.clone(),
-        metadata: Some(serde_json::json!({ "runner": runner_name(index) })),
-        timing: config.engine.timing.clone(),
-        max_frame_bytes: config.engine.timing.max_frame_bytes,
-        ..RunnerConfig::default()
+    let d = &config.derived;
+    let runner = d.topology.runners.get(index).cloned();
+    let (namespace, pool) = match &runner {
+        Some(r) => (r.namespace.clone(), r.pool.clone()),
+        None => config.namespace_and_pool(),
+    };
+    let version = runner.as_ref().map_or(1, |r| r.version);
+    let mut rc = RunnerConfig::new(namespace, pool);
+    rc.version = version;
+    rc.slots = runner.as_ref().map(|r| r.slots);
+    for name in &d.workload.actor_names {
+        match d.preload.runner_manifest(version, name) {
+            Some(manifest) => {
+                rc.manifests.insert(name.clone(), manifest);
+            }
+            None => {
+                rc.actor_name_metadata.insert(name.clone(), d.preload.metadata_json(version, name));
+            }
+        }
     }
+    rc.metadata = Some(serde_json::json!({ "node": runner_name(index) }));
+    rc.timing = config.engine.timing.clone();
+    rc.max_frame_bytes = config.engine.timing.max_frame_bytes;
+    rc
 }
 
 /// What the checkers need to know about the run (never the canaries).
@@ -72,7 +81,30 @@ pub fn check_config(config: &WorldConfig) -> CheckConfig {
         config.engine.kv.clone(),
         config.engine.timing.max_frame_bytes,
     )
-    .with_startup_oracle(crate::check::runner_startup_oracle())
+    .with_startup_oracle(startup_oracle())
+}
+
+/// The P12 oracle: the runner's startup program run with every read answered live from `S@V`
+/// (`spec/preload.md` §6.3). A startup that fails in the oracle run is rendered as a record that
+/// cannot equal a successful one.
+fn startup_oracle() -> crate::check::StartupOracle {
+    Box::new(|snapshot, actor, generation, input| {
+        match pegsim_model::runner::startup::oracle_run(snapshot, actor, generation, input) {
+            Ok(record) => record,
+            Err(e) => pegsim_model::fact::StartupRecord {
+                reads: vec![("oracle run failed".into(), e.to_string())],
+                ..Default::default()
+            },
+        }
+    })
+}
+
+/// Run `spec`: parse its scenario, draw the seed's configuration, run the world.
+pub fn run(spec: &crate::run::RunSpec) -> Result<RunOutcome, String> {
+    let scenario = crate::scenario::Scenario::parse(&spec.scenario_text, &spec.scenario_path)
+        .map_err(|e| e.to_string())?;
+    let derived = scenario.draw(&SeedStreams::new(spec.seed));
+    run_world(WorldConfig::new(derived, spec.canaries), spec.trace.clone())
 }
 
 /// Run one world to the end and return its outcome.
@@ -104,8 +136,8 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
     state.store_faults.active = true;
     let mut clock_rng = streams.stream("clocks");
     let mut names = vec![CORE.to_string(), "bus".to_string(), driver::DRIVER.to_string()];
-    names.extend((0..config.topology.edges).map(edge_name));
-    names.extend((0..config.topology.runners).map(runner_name));
+    names.extend((0..config.edges()).map(edge_name));
+    names.extend((0..config.runners()).map(runner_name));
     for name in &names {
         state.clocks.add_node(name, clock_rng.gen_range(1_000_000..1_000_000_000));
     }
@@ -124,7 +156,7 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
             .build()
     };
     let mut edges = Vec::new();
-    for i in 0..config.topology.edges {
+    for i in 0..config.edges() {
         let (s, c) = (shared.clone(), config.clone());
         let node = handle
             .create_node()
@@ -137,7 +169,7 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
     // Let the core and the edges come up before the first runner connects.
     madsim::time::sleep(std::time::Duration::from_millis(10)).await;
     let mut runners = Vec::new();
-    for i in 0..config.topology.runners {
+    for i in 0..config.runners() {
         let (s, c) = (shared.clone(), config.clone());
         let node = handle
             .create_node()
@@ -148,33 +180,33 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
         runners.push(node.id());
     }
 
-    let injector = Injector::new(shared.clone(), config.clone(), NodeIds { core: core.id(), edges, runners });
+    let injector =
+        Injector::new(shared.clone(), config.clone(), NodeIds { core: core.id(), edges, runners });
     injector.start();
     madsim::task::spawn(injector.clone().supervise_runners());
     driver::fault_phase(&shared, &config).await;
     injector.heal();
     driver::heal_phase(&shared, &config).await;
-    Ok(outcome(&shared, &config))
+    outcome(&shared, &config)
 }
 
-fn outcome(shared: &Shared, config: &WorldConfig) -> RunOutcome {
-    let st = shared.lock();
-    let r = &st.recorder;
-    let timeline = match r.first_violation_seq {
-        Some(seq) => r.history.lines_around(seq, TIMELINE_BEFORE, TIMELINE_AFTER).into_iter().map(String::from).collect(),
-        None => Vec::new(),
-    };
-    RunOutcome {
+fn outcome(shared: &Shared, config: &WorldConfig) -> Result<RunOutcome, String> {
+    let mut st = shared.lock();
+    let sim_ms = st.clock.now_ms();
+    let r = &mut st.recorder;
+    r.history.finish().map_err(|e| e.to_string())?;
+    let timeline = r.history.captured();
+    Ok(RunOutcome {
         seed: config.seed,
         trace_hash: r.history.hash(),
         history_len: r.history.len(),
         violations: r.checker.violations().to_vec(),
         outside_envelope: r.checker.outside_envelope().to_vec(),
-        derived_config: String::new(),
+        derived_config: config.derived.to_toml(),
         fault_counts: r.fault_counts.clone(),
         probe_counts: r.probe_counts.clone(),
-        sim_ms: st.clock.now_ms(),
+        sim_ms,
         timeline,
         latencies_ms: r.latencies_ms.clone(),
-    }
+    })
 }

@@ -14,9 +14,9 @@ use crate::run::{Dir, Entry};
 use crate::seed::SeedStreams;
 use crate::world::config::WorldConfig;
 use crate::world::edge_node::{edge_name, EDGE_PORT};
-use crate::world::runner_config;
 use crate::world::frames;
 use crate::world::mail::{RunnerMsg, MAILBOX_CAPACITY};
+use crate::world::runner_config;
 use crate::world::shared::{NodeRng, Shared};
 use crate::world::timers::Timers;
 use crate::world::transport::{self, WsConn, WsEvent};
@@ -36,22 +36,35 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
         st.mail.runners.insert(index, tx);
         st.clock
     };
-    let mut rng = NodeRng(SeedStreams::new(config.seed).stream(&format!("node:{node}#{incarnation}")));
+    let mut rng =
+        NodeRng(SeedStreams::new(config.seed).stream(&format!("node:{node}#{incarnation}")));
     let (mut client, outputs) = shared.with_runner_env(&node, &mut rng, |env| {
         RunnerClient::new(env, runner_config(&config, index, incarnation))
     });
     shared.record(
         &node,
-        Entry::Node { node: node.clone(), event: format!("start #{incarnation} as {}", client.id()) },
+        Entry::Node {
+            node: node.clone(),
+            event: format!("start #{incarnation} as {}", client.id()),
+        },
     );
-    let mut task = RunnerTask { shared: shared.clone(), config, node, index, timers: Timers::default(), conn: None, pending: None };
+    let mut task = RunnerTask {
+        shared: shared.clone(),
+        config,
+        node,
+        index,
+        timers: Timers::default(),
+        conn: None,
+        pending: None,
+    };
     if task.apply(&mut client, &mut rng, outputs).await {
         return task.exit();
     }
     loop {
         let now = clock.now_ms();
         if let Some(timer) = task.timers.pop_due(now) {
-            let outputs = shared.with_runner_env(&task.node, &mut rng, |env| client.on_timer(env, timer));
+            let outputs =
+                shared.with_runner_env(&task.node, &mut rng, |env| client.on_timer(env, timer));
             if task.apply(&mut client, &mut rng, outputs).await {
                 return task.exit();
             }
@@ -121,7 +134,9 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
 }
 
 /// Wait for the next event of the current connection; pending forever when there is none.
-async fn recv(conn: &mut Option<(ConnId, WsConn)>) -> (ConnId, Result<WsEvent, transport::NetError>) {
+async fn recv(
+    conn: &mut Option<(ConnId, WsConn)>,
+) -> (ConnId, Result<WsEvent, transport::NetError>) {
     match conn {
         Some((id, ws)) => (*id, ws.recv().await),
         None => std::future::pending().await,
@@ -143,13 +158,21 @@ struct RunnerTask {
 impl RunnerTask {
     fn drop_conn(&mut self, client: &RunnerClient, why: &str) {
         if let Some((conn, _)) = self.conn.take() {
-            self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: why.to_string() });
+            self.shared.record(
+                &self.node,
+                Entry::Link { conn, runner: Some(client.id()), event: why.to_string() },
+            );
             transport::forget(&self.shared, conn);
         }
     }
 
     /// Carry out the process's outputs. Returns true when the process exits.
-    async fn apply(&mut self, client: &mut RunnerClient, rng: &mut NodeRng, outputs: Vec<RunnerOutput>) -> bool {
+    async fn apply(
+        &mut self,
+        client: &mut RunnerClient,
+        rng: &mut NodeRng,
+        outputs: Vec<RunnerOutput>,
+    ) -> bool {
         let mut queue: std::collections::VecDeque<RunnerOutput> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
@@ -158,16 +181,34 @@ impl RunnerTask {
                         let _ = ws.close("reconnecting", 1000).await;
                         transport::forget(&self.shared, old);
                     }
-                    let edge = rng.0.gen_range(0..self.config.topology.edges.max(1));
+                    let edge = rng.0.gen_range(0..self.config.edges());
                     let conn = self.shared.next_conn_id();
                     self.pending = Some(conn);
                     let shared = self.shared.clone();
                     let max_frame = self.config.engine.timing.max_frame_bytes;
                     let index = self.index;
-                    let port = self.shared.lock().edge_ports.get(&edge).copied().unwrap_or(EDGE_PORT);
-                    self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: format!("connecting to {}", edge_name(edge)) });
+                    let port =
+                        self.shared.lock().edge_ports.get(&edge).copied().unwrap_or(EDGE_PORT);
+                    self.shared.record(
+                        &self.node,
+                        Entry::Link {
+                            conn,
+                            runner: Some(client.id()),
+                            event: format!("connecting to {}", edge_name(edge)),
+                        },
+                    );
                     madsim::task::spawn(async move {
-                        let result = transport::connect(&shared, index, edge, port, conn, &path_and_query, &subprotocols, max_frame).await;
+                        let result = transport::connect(
+                            &shared,
+                            index,
+                            edge,
+                            port,
+                            conn,
+                            &path_and_query,
+                            &subprotocols,
+                            max_frame,
+                        )
+                        .await;
                         let msg = match result {
                             Ok(ws) => RunnerMsg::Connected(conn, Box::new(ws)),
                             Err(e) => RunnerMsg::ConnectFailed(conn, e.to_string()),
@@ -180,10 +221,21 @@ impl RunnerTask {
                     if *current != conn {
                         continue;
                     }
-                    frames::record(&self.shared, &self.node, conn, Some(client.id()), Dir::ToEngine, false, &bytes, false);
+                    frames::record(
+                        &self.shared,
+                        &self.node,
+                        conn,
+                        Some(client.id()),
+                        Dir::ToEngine,
+                        false,
+                        &bytes,
+                        false,
+                    );
                     if let Err(e) = ws.send_binary(bytes).await {
                         self.drop_conn(client, &format!("send failed: {e}"));
-                        let more = self.shared.with_runner_env(&self.node, rng, |env| client.on_closed(env, conn, None));
+                        let more = self.shared.with_runner_env(&self.node, rng, |env| {
+                            client.on_closed(env, conn, None)
+                        });
                         queue.extend(more);
                     }
                 }
@@ -192,7 +244,14 @@ impl RunnerTask {
                         if let Some((_, mut ws)) = self.conn.take() {
                             let _ = ws.close(&reason.to_close_frame_reason(), reason.code()).await;
                         }
-                        self.shared.record(&self.node, Entry::Link { conn, runner: Some(client.id()), event: format!("closed by runner: {reason}") });
+                        self.shared.record(
+                            &self.node,
+                            Entry::Link {
+                                conn,
+                                runner: Some(client.id()),
+                                event: format!("closed by runner: {reason}"),
+                            },
+                        );
                         transport::forget(&self.shared, conn);
                     }
                     if self.pending == Some(conn) {
@@ -204,7 +263,10 @@ impl RunnerTask {
                     self.timers.insert(at, timer);
                 }
                 RunnerOutput::Exit { reason } => {
-                    self.shared.record(&self.node, Entry::Node { node: self.node.clone(), event: format!("exit: {reason}") });
+                    self.shared.record(
+                        &self.node,
+                        Entry::Node { node: self.node.clone(), event: format!("exit: {reason}") },
+                    );
                     if let Some((conn, mut ws)) = self.conn.take() {
                         let _ = ws.close("envoy.shutdown", 1000).await;
                         transport::forget(&self.shared, conn);

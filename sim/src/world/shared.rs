@@ -40,6 +40,8 @@ pub struct StoreFaults {
     pub conflict: f64,
     /// Probability of an unknown outcome per commit attempt.
     pub unknown: f64,
+    /// Probability that an unknown outcome did apply.
+    pub unknown_applied: f64,
     /// Probability that a preload read fails.
     pub preload_read: f64,
     /// Whether faults are injected at all (off in the heal phase).
@@ -54,6 +56,7 @@ impl StoreFaults {
             rng,
             conflict: 0.0,
             unknown: 0.0,
+            unknown_applied: 0.5,
             preload_read: 0.0,
             active: false,
             fired: Vec::new(),
@@ -75,7 +78,7 @@ impl Faults for StoreFaults {
             return Some(CommitFault::Conflict);
         }
         if self.unknown > 0.0 && self.rng.gen_bool(self.unknown.min(1.0)) {
-            let applied = self.rng.gen_bool(0.5);
+            let applied = self.rng.gen_bool(self.unknown_applied.clamp(0.0, 1.0));
             self.fired.push(("store_unknown", format!("{label:?} applied={applied}")));
             return Some(CommitFault::Unknown { applied });
         }
@@ -83,8 +86,7 @@ impl Faults for StoreFaults {
     }
 
     fn preload_read_fault(&mut self) -> bool {
-        if self.active && self.preload_read > 0.0 && self.rng.gen_bool(self.preload_read.min(1.0))
-        {
+        if self.active && self.preload_read > 0.0 && self.rng.gen_bool(self.preload_read.min(1.0)) {
             self.fired.push(("preload_read_failure", String::new()));
             return true;
         }
@@ -104,6 +106,10 @@ pub struct Recorder {
     pub first_violation_seq: Option<u64>,
 }
 
+/// History lines kept before and after the first violation, for the failure timeline.
+pub const TIMELINE_BEFORE: u64 = 40;
+pub const TIMELINE_AFTER: u64 = 10;
+
 /// Samples kept per latency metric.
 const LATENCY_SAMPLES_MAX: usize = 10_000;
 
@@ -120,10 +126,12 @@ impl Recorder {
             _ => {}
         }
         let timed = self.history.append(at_ms, node, entry);
+        let seq = timed.seq;
         let before = self.checker.violations().len();
         self.checker.observe(timed);
         if self.first_violation_seq.is_none() && self.checker.violations().len() > before {
-            self.first_violation_seq = Some(timed.seq);
+            self.first_violation_seq = Some(seq);
+            self.history.capture_around(seq, TIMELINE_BEFORE, TIMELINE_AFTER);
         }
     }
 
@@ -210,7 +218,12 @@ impl Shared {
 
     /// Run `f` with an engine [`Env`] for `node` (its clocks, the store, the store faults, the
     /// node's rng), then record the facts it produced and the store faults it fired.
-    pub fn with_env<R>(&self, node: &str, rng: &mut NodeRng, f: impl FnOnce(&mut Env<'_>) -> R) -> R {
+    pub fn with_env<R>(
+        &self,
+        node: &str,
+        rng: &mut NodeRng,
+        f: impl FnOnce(&mut Env<'_>) -> R,
+    ) -> R {
         let mut st = self.lock();
         let now = st.clock.now_ms();
         let mono = st.clocks.mono(node, now);

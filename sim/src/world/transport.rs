@@ -8,8 +8,8 @@ use std::time::Duration;
 use madsim::net::{TcpListener, TcpStream};
 use pegsim_model::fact::ConnId;
 
-pub use crate::net::{NetError, WsConn, WsEvent};
 use crate::net::{accept_registered, connect_with_config, LinkControl, WsConfig};
+pub use crate::net::{NetError, WsConn, WsEvent};
 use crate::world::shared::{LinkEntry, Shared};
 
 /// How long an edge waits for a new connection's preamble and upgrade request.
@@ -66,7 +66,11 @@ pub struct Accepted {
 }
 
 /// Complete the server side of a connection: preamble, WebSocket upgrade.
-pub async fn upgrade(shared: &Shared, stream: TcpStream, max_frame: usize) -> Result<Accepted, NetError> {
+pub async fn upgrade(
+    shared: &Shared,
+    stream: TcpStream,
+    max_frame: usize,
+) -> Result<Accepted, NetError> {
     let registry = shared.lock().link_registry.clone();
     let config = WsConfig { max_message_bytes: max_frame.saturating_mul(TRANSPORT_SLACK) };
     let handshake = accept_registered(stream, &registry, config);
@@ -104,10 +108,11 @@ pub async fn connect(
     let offered: Vec<&str> = subprotocols.iter().map(String::as_str).collect();
     let config = WsConfig { max_message_bytes: max_frame.saturating_mul(TRANSPORT_SLACK) };
     let attempt = connect_with_config(addr, path_and_query, &offered, control, config);
-    let result = match madsim::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(NetError::Protocol("connect timed out".into())),
-    };
+    let result =
+        match madsim::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(NetError::Protocol("connect timed out".into())),
+        };
     if result.is_err() {
         forget(shared, conn);
     }

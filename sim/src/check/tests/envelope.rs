@@ -40,8 +40,14 @@ fn breaking_faults_hold_until_grace_after_their_end() {
 fn overlap(w: &mut World, actor: &str) {
     w.create_actor(actor, CrashPolicy::Restart);
     let (r1, r2) = (rid("r1"), rid("r2"));
-    w.fact(&node_of(&r1), Fact::InstanceStart { runner: r1.clone(), actor: actor.into(), generation: 0 });
-    w.fact(&node_of(&r2), Fact::InstanceStart { runner: r2.clone(), actor: actor.into(), generation: 1 });
+    w.fact(
+        &node_of(&r1),
+        Fact::InstanceStart { runner: r1.clone(), actor: actor.into(), generation: 0 },
+    );
+    w.fact(
+        &node_of(&r2),
+        Fact::InstanceStart { runner: r2.clone(), actor: actor.into(), generation: 1 },
+    );
 }
 
 #[test]
@@ -52,7 +58,10 @@ fn s1_inside_a_partition_is_labelled_outside_the_envelope() {
     w.push("sim", Entry::Fault { class: "partition".into(), detail: "runner-r1 | edge-0".into() });
     overlap(&mut w, "a1");
     w.tick(1_000);
-    w.push("sim", Entry::Fault { class: "partition".into(), detail: "end runner-r1 | edge-0".into() });
+    w.push(
+        "sim",
+        Entry::Fault { class: "partition".into(), detail: "end runner-r1 | edge-0".into() },
+    );
     w.tick(19_999);
     overlap(&mut w, "a2");
     let checker = w.check();
@@ -73,10 +82,11 @@ fn s14_under_a_long_link_delay_is_labelled_outside_the_envelope() {
     let mut w = World::new();
     w.push("sim", Entry::Fault { class: "link_delay".into(), detail: "c1 delay 4000ms".into() });
     w.create_actor("a1", CrashPolicy::Restart);
-    w.commit(EDGE, pegsim_model::fact::TxnLabel::KvRequest, vec![set(
-        pegsim_model::keys::actor_kv_key("a1", &[4]),
-        kv_record(b"v", 1),
-    )]);
+    w.commit(
+        EDGE,
+        pegsim_model::fact::TxnLabel::KvRequest,
+        vec![set(pegsim_model::keys::actor_kv_key("a1", &[4]), kv_record(b"v", 1))],
+    );
     let checker = w.check();
     assert_only(&checker, &[]);
     assert_eq!(ids(checker.outside_envelope()), ["S14"]);

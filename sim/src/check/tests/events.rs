@@ -32,14 +32,20 @@ fn the_event_table_classified_correctly_passes() {
     w.step("a1", vec![]);
     w.classify("a1", &r1, 0, 0, EventClass::Dup, running());
     w.classify("a1", &r1, 0, 3, EventClass::Gap, alarm(30));
-    w.fact(CORE, Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 });
+    w.fact(
+        CORE,
+        Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 },
+    );
     w.step("a1", vec![]);
     w.classify("a1", &r1, 0, 1, EventClass::Applied, alarm(10));
     w.classify("a1", &r1, 0, 2, EventClass::Applied, alarm(20));
     // stale: an event of generation 0 from another runner, and of a generation never placed
     w.classify("a1", &r2, 0, 7, EventClass::Stale, alarm(70));
     w.classify("a1", &r1, 5, 0, EventClass::Stale, running());
-    w.fact(CORE, Fact::EventAckPublished { runner: r2.clone(), actor: "a1".into(), generation: 0, index: 7 });
+    w.fact(
+        CORE,
+        Fact::EventAckPublished { runner: r2.clone(), actor: "a1".into(), generation: 0, index: 7 },
+    );
     // out of order across connections: r1 reconnects and re-sends 1..=3 while the old
     // connection's copy of 3 is still queued: 1 and 2 are duplicates, 3 applies once.
     w.connect(&r1, ConnId(3));
@@ -126,7 +132,10 @@ fn s8_an_ack_published_before_the_events_were_applied() {
     w.emit("a1", &r1, ConnId(1), 0, 2, alarm(20));
     w.step("a1", vec![]);
     w.classify("a1", &r1, 0, 1, EventClass::Applied, alarm(10));
-    w.fact(CORE, Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 2 });
+    w.fact(
+        CORE,
+        Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 2 },
+    );
     assert_only(&w.check(), &["S8"]);
 }
 
@@ -134,7 +143,10 @@ fn s8_an_ack_published_before_the_events_were_applied() {
 fn s8_the_runner_forgets_without_an_ack() {
     let mut w = running_actor();
     let r1 = rid("r1");
-    w.fact(&node_of(&r1), Fact::EventForget { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 });
+    w.fact(
+        &node_of(&r1),
+        Fact::EventForget { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 },
+    );
     assert_only(&w.check(), &["S8"]);
 }
 
@@ -143,11 +155,21 @@ fn s8_the_runner_forgets_past_the_ack() {
     let mut w = running_actor();
     let r1 = rid("r1");
     w.emit_apply("a1", &r1, ConnId(1), 0, 1, alarm(10));
-    w.fact(CORE, Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 });
-    w.send_to_runner(ConnId(1), &r1, p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
-        last_event_checkpoints: vec![cp("a1", 0, 0)],
-    }));
-    w.fact(&node_of(&r1), Fact::EventForget { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 1 });
+    w.fact(
+        CORE,
+        Fact::EventAckPublished { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 0 },
+    );
+    w.send_to_runner(
+        ConnId(1),
+        &r1,
+        p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
+            last_event_checkpoints: vec![cp("a1", 0, 0)],
+        }),
+    );
+    w.fact(
+        &node_of(&r1),
+        Fact::EventForget { runner: r1.clone(), actor: "a1".into(), generation: 0, index: 1 },
+    );
     assert_only(&w.check(), &["S8"]);
 }
 

@@ -22,10 +22,29 @@ fn s11_commands_before_the_metadata_commit() {
     w.fact(&node_of(&r1), Fact::RunnerConnecting { runner: r1.clone(), conn: ConnId(2) });
     w.fact(EDGE, Fact::SubscriptionConfirmed { runner: r1.clone(), conn: ConnId(2) });
     w.register(&r1, ConnId(2));
-    w.send_to_engine(ConnId(2), &r1, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata { prepopulate_actor_names: None, metadata: None }));
+    w.send_to_engine(
+        ConnId(2),
+        &r1,
+        p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
+            prepopulate_actor_names: None,
+            metadata: None,
+        }),
+    );
     w.send_to_runner(ConnId(2), &r1, init());
-    w.fact(EDGE, Fact::CommandsSent { runner: r1.clone(), conn: ConnId(2), replay: true, checkpoints: vec![("a1".into(), 0, 0)] });
-    w.send_to_runner(ConnId(2), &r1, p::ToEnvoy::ToEnvoyCommands(vec![wrapper("a1", 0, 0, start_content(None))]));
+    w.fact(
+        EDGE,
+        Fact::CommandsSent {
+            runner: r1.clone(),
+            conn: ConnId(2),
+            replay: true,
+            checkpoints: vec![("a1".into(), 0, 0)],
+        },
+    );
+    w.send_to_runner(
+        ConnId(2),
+        &r1,
+        p::ToEnvoy::ToEnvoyCommands(vec![wrapper("a1", 0, 0, start_content(None))]),
+    );
     assert_only(&w.check(), &["S11"]);
 }
 
@@ -34,7 +53,14 @@ fn s11_the_first_engine_frame_is_not_init() {
     let mut w = World::new();
     let r1 = rid("r1");
     w.fact(&node_of(&r1), Fact::RunnerConnecting { runner: r1.clone(), conn: ConnId(1) });
-    w.send_to_engine(ConnId(1), &r1, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata { prepopulate_actor_names: None, metadata: None }));
+    w.send_to_engine(
+        ConnId(1),
+        &r1,
+        p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
+            prepopulate_actor_names: None,
+            metadata: None,
+        }),
+    );
     w.send_to_runner(ConnId(1), &r1, ping());
     w.send_to_runner(ConnId(1), &r1, init());
     assert_only(&w.check(), &["S11"]);
@@ -54,7 +80,14 @@ fn s11_the_runner_sends_before_init() {
     let mut w = World::new();
     let r1 = rid("r1");
     w.fact(&node_of(&r1), Fact::RunnerConnecting { runner: r1.clone(), conn: ConnId(1) });
-    w.send_to_engine(ConnId(1), &r1, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata { prepopulate_actor_names: None, metadata: None }));
+    w.send_to_engine(
+        ConnId(1),
+        &r1,
+        p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
+            prepopulate_actor_names: None,
+            metadata: None,
+        }),
+    );
     w.send_to_engine(ConnId(1), &r1, p::ToRivet::ToRivetPong(p::ToRivetPong { ts: 1 }));
     assert_only(&w.check(), &["S11"]);
 }
@@ -114,7 +147,23 @@ fn s11_a_replay_frame_after_a_live_frame() {
     let mut w = World::new();
     let r1 = rid("r1");
     w.connect(&r1, ConnId(1));
-    w.fact(EDGE, Fact::CommandsSent { runner: r1.clone(), conn: ConnId(1), replay: false, checkpoints: vec![] });
-    w.fact(EDGE, Fact::CommandsSent { runner: r1.clone(), conn: ConnId(1), replay: true, checkpoints: vec![] });
+    w.fact(
+        EDGE,
+        Fact::CommandsSent {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            replay: false,
+            checkpoints: vec![],
+        },
+    );
+    w.fact(
+        EDGE,
+        Fact::CommandsSent {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            replay: true,
+            checkpoints: vec![],
+        },
+    );
     assert_only(&w.check(), &["S11"]);
 }

@@ -21,7 +21,10 @@ fn two_runners_one_actor() -> World {
 fn s1_two_runners_hosting_one_actor_at_once() {
     let mut w = two_runners_one_actor();
     let r2 = rid("r2");
-    w.fact(&node_of(&r2), Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 });
+    w.fact(
+        &node_of(&r2),
+        Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 },
+    );
     assert_only(&w.check(), &["S1"]);
 }
 
@@ -30,7 +33,10 @@ fn s1_holds_once_the_first_instance_ended_with_its_node() {
     let mut w = two_runners_one_actor();
     w.push("sim", Entry::Node { node: node_of(&rid("r1")), event: "crash".into() });
     let r2 = rid("r2");
-    w.fact(&node_of(&r2), Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 });
+    w.fact(
+        &node_of(&r2),
+        Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 },
+    );
     assert_only(&w.check(), &[]);
 }
 
@@ -40,7 +46,10 @@ fn s1_holds_once_the_first_instance_terminated() {
     let r1 = rid("r1");
     w.terminate("a1", &r1, ConnId(1), 0, 0, p::StopCode::Error);
     let r2 = rid("r2");
-    w.fact(&node_of(&r2), Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 });
+    w.fact(
+        &node_of(&r2),
+        Fact::InstanceStart { runner: r2.clone(), actor: "a1".into(), generation: 1 },
+    );
     assert_only(&w.check(), &[]);
 }
 
@@ -49,11 +58,23 @@ fn s2_start_persisted_before_the_previous_generation_ended() {
     let mut w = two_runners_one_actor();
     let r1 = rid("r1");
     // The workflow moves to generation 1 without ending generation 0 (its keys were acked).
-    w.step("a1", vec![
-        set(pegsim_model::keys::actor_placement("a1"), pegsim_model::records::encode(&pegsim_model::records::Placement { runner: r1.clone(), generation: 1 })),
-        set(pegsim_model::keys::runner_alloc(&r1, "a1"), pegsim_model::records::encode(&1u32)),
-        set(pegsim_model::keys::runner_cmd(&r1, "a1", 1, 0), pegsim_model::wire::encode_stored_command(&start_content(None))),
-    ]);
+    w.step(
+        "a1",
+        vec![
+            set(
+                pegsim_model::keys::actor_placement("a1"),
+                pegsim_model::records::encode(&pegsim_model::records::Placement {
+                    runner: r1.clone(),
+                    generation: 1,
+                }),
+            ),
+            set(pegsim_model::keys::runner_alloc(&r1, "a1"), pegsim_model::records::encode(&1u32)),
+            set(
+                pegsim_model::keys::runner_cmd(&r1, "a1", 1, 0),
+                pegsim_model::wire::encode_stored_command(&start_content(None)),
+            ),
+        ],
+    );
     assert_only(&w.check(), &["S2"]);
 }
 
@@ -92,7 +113,10 @@ fn s2_holds_when_the_instance_was_fenced_before_the_expiry() {
 fn s7_an_instance_started_twice() {
     let mut w = two_runners_one_actor();
     let r1 = rid("r1");
-    w.fact(&node_of(&r1), Fact::InstanceStart { runner: r1.clone(), actor: "a1".into(), generation: 0 });
+    w.fact(
+        &node_of(&r1),
+        Fact::InstanceStart { runner: r1.clone(), actor: "a1".into(), generation: 0 },
+    );
     assert_only(&w.check(), &["S7"]);
 }
 
@@ -103,15 +127,18 @@ fn s7_a_command_executed_before_its_predecessor() {
     w.connect(&r1, ConnId(1));
     w.create_actor("a1", CrashPolicy::Restart);
     w.allocate("a1", &r1, 0);
-    w.fact(&node_of(&r1), Fact::RunnerCommand {
-        runner: r1.clone(),
-        conn: ConnId(1),
-        actor: "a1".into(),
-        generation: 0,
-        index: 1,
-        kind: CommandKind::Stop(p::StopActorReason::Destroy),
-        disposition: CommandDisposition::Exec,
-    });
+    w.fact(
+        &node_of(&r1),
+        Fact::RunnerCommand {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            actor: "a1".into(),
+            generation: 0,
+            index: 1,
+            kind: CommandKind::Stop(p::StopActorReason::Destroy),
+            disposition: CommandDisposition::Exec,
+        },
+    );
     assert_only(&w.check(), &["S7"]);
 }
 
@@ -130,7 +157,10 @@ fn s12_holds_when_the_same_process_reconnects() {
     let mut w = World::new();
     let r1 = rid("r1");
     w.connect(&r1, ConnId(1));
-    w.fact(&node_of(&r1), Fact::RunnerConnClosed { runner: r1.clone(), conn: ConnId(1), reason: "reset".into() });
+    w.fact(
+        &node_of(&r1),
+        Fact::RunnerConnClosed { runner: r1.clone(), conn: ConnId(1), reason: "reset".into() },
+    );
     w.connect(&r1, ConnId(2));
     assert_only(&w.check(), &[]);
 }

@@ -74,8 +74,14 @@ fn l7_a_silent_disconnected_runner_is_never_expired() {
     let r1 = rid("r1");
     let epoch = w.connect(&r1, ConnId(1));
     heal(&mut w);
-    w.fact(&node_of(&r1), Fact::RunnerConnClosed { runner: r1.clone(), conn: ConnId(1), reason: "reset".into() });
-    w.fact(EDGE, Fact::EdgeConnClosed { runner: Some(r1.clone()), conn: ConnId(1), reason: "reset".into() });
+    w.fact(
+        &node_of(&r1),
+        Fact::RunnerConnClosed { runner: r1.clone(), conn: ConnId(1), reason: "reset".into() },
+    );
+    w.fact(
+        EDGE,
+        Fact::EdgeConnClosed { runner: Some(r1.clone()), conn: ConnId(1), reason: "reset".into() },
+    );
     w.info(&r1).connected = false;
     w.info(&r1).ready = false;
     let m = w.put_info(&r1);
@@ -103,7 +109,14 @@ fn the_progress_marker_moves_with_progress_only() {
         w.fact(&node_of(&r1), Fact::RunnerConnecting { runner: r1.clone(), conn: ConnId(conn) });
         w.fact(EDGE, Fact::SubscriptionConfirmed { runner: r1.clone(), conn: ConnId(conn) });
         w.register(&r1, ConnId(conn));
-        w.fact(EDGE, Fact::EdgeConnClosed { runner: Some(r1.clone()), conn: ConnId(conn), reason: "ws.invalid_packet".into() });
+        w.fact(
+            EDGE,
+            Fact::EdgeConnClosed {
+                runner: Some(r1.clone()),
+                conn: ConnId(conn),
+                reason: "ws.invalid_packet".into(),
+            },
+        );
     }
     assert_eq!(w.check().progress_marker(), after_connect);
     w.create_actor("a1", CrashPolicy::Restart);
@@ -139,21 +152,44 @@ fn l2_an_acknowledged_command_that_is_never_deleted() {
     w.create_actor("a1", CrashPolicy::Restart);
     heal(&mut w);
     w.allocate("a1", &r1, 0);
-    w.send_to_runner(ConnId(1), &r1, p::ToEnvoy::ToEnvoyCommands(vec![wrapper("a1", 0, 0, start_content(None))]));
-    w.fact(&node_of(&r1), Fact::RunnerCommand {
-        runner: r1.clone(),
-        conn: ConnId(1),
-        actor: "a1".into(),
-        generation: 0,
-        index: 0,
-        kind: pegsim_model::fact::CommandKind::Start,
-        disposition: pegsim_model::fact::CommandDisposition::Exec,
-    });
-    w.fact(&node_of(&r1), Fact::InstanceStart { runner: r1.clone(), actor: "a1".into(), generation: 0 });
-    w.fact(&node_of(&r1), Fact::RunnerAckCommands { runner: r1.clone(), conn: ConnId(1), actor: "a1".into(), generation: 0, index: 0 });
-    w.send_to_engine(ConnId(1), &r1, p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
-        last_command_checkpoints: vec![cp("a1", 0, 0)],
-    }));
+    w.send_to_runner(
+        ConnId(1),
+        &r1,
+        p::ToEnvoy::ToEnvoyCommands(vec![wrapper("a1", 0, 0, start_content(None))]),
+    );
+    w.fact(
+        &node_of(&r1),
+        Fact::RunnerCommand {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            actor: "a1".into(),
+            generation: 0,
+            index: 0,
+            kind: pegsim_model::fact::CommandKind::Start,
+            disposition: pegsim_model::fact::CommandDisposition::Exec,
+        },
+    );
+    w.fact(
+        &node_of(&r1),
+        Fact::InstanceStart { runner: r1.clone(), actor: "a1".into(), generation: 0 },
+    );
+    w.fact(
+        &node_of(&r1),
+        Fact::RunnerAckCommands {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            actor: "a1".into(),
+            generation: 0,
+            index: 0,
+        },
+    );
+    w.send_to_engine(
+        ConnId(1),
+        &r1,
+        p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
+            last_command_checkpoints: vec![cp("a1", 0, 0)],
+        }),
+    );
     let acked = w.now;
     let mut checker = w.check();
     checker.finish(acked + LIVENESS_DELTA_MS + 1);

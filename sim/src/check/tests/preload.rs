@@ -95,10 +95,24 @@ fn data_loss_resets_when_the_state_is_deleted() {
     w.allocate("a1", &r1, 1);
     w.deliver_start("a1", &r1, ConnId(1), 1, Some(bundle_with_state(&value, ts)));
     w.kv_put("a1", &r1, ConnId(1), 1, 2, &[1], &state_value(2));
-    w.fact(&node_of(&r1), Fact::KvRequestSent { runner: r1.clone(), conn: ConnId(1), actor: "a1".into(), generation: 1, request_id: 3, kind: "drop".into() });
-    w.commit(EDGE, TxnLabel::KvRequest, vec![pegsim_model::store::Mutation::ClearRange {
-        range: pegsim_model::store::KeyRange::prefix(&keys::actor_kv_prefix("a1")),
-    }]);
+    w.fact(
+        &node_of(&r1),
+        Fact::KvRequestSent {
+            runner: r1.clone(),
+            conn: ConnId(1),
+            actor: "a1".into(),
+            generation: 1,
+            request_id: 3,
+            kind: "drop".into(),
+        },
+    );
+    w.commit(
+        EDGE,
+        TxnLabel::KvRequest,
+        vec![pegsim_model::store::Mutation::ClearRange {
+            range: pegsim_model::store::KeyRange::prefix(&keys::actor_kv_prefix("a1")),
+        }],
+    );
     w.kv_put("a1", &r1, ConnId(1), 1, 4, &[1], &state_value(1));
     assert_only(&w.check(), &[]);
 }
@@ -118,12 +132,21 @@ fn p15_a_stored_start_carries_a_bundle() {
     w.create_actor("a2", CrashPolicy::Restart);
     w.info(&r1).used_slots += 1;
     let info = w.put_info(&r1);
-    w.step("a2", vec![
-        set(keys::actor_placement("a2"), pegsim_model::records::encode(&pegsim_model::records::Placement { runner: r1.clone(), generation: 0 })),
-        set(keys::runner_alloc(&r1, "a2"), pegsim_model::records::encode(&0u32)),
-        info,
-        set(keys::runner_cmd(&r1, "a2", 0, 0), encode_stored_command(&stored)),
-    ]);
+    w.step(
+        "a2",
+        vec![
+            set(
+                keys::actor_placement("a2"),
+                pegsim_model::records::encode(&pegsim_model::records::Placement {
+                    runner: r1.clone(),
+                    generation: 0,
+                }),
+            ),
+            set(keys::runner_alloc(&r1, "a2"), pegsim_model::records::encode(&0u32)),
+            info,
+            set(keys::runner_cmd(&r1, "a2", 0, 0), encode_stored_command(&stored)),
+        ],
+    );
     w.status("a2", pegsim_model::fact::ActorStatus::Starting);
     assert_only(&w.check(), &["P15"]);
 }
@@ -136,7 +159,11 @@ fn p16_a_bundle_read_before_a_committed_write() {
     let before = w.version;
     // A write committed after the read version (by a stale writer the fence let through? no:
     // by the previous instance's late put) makes the bundle stale.
-    w.commit(EDGE, TxnLabel::KvRequest, vec![set(keys::actor_kv_key("a1", &[4]), kv_record(b"late", 9))]);
+    w.commit(
+        EDGE,
+        TxnLabel::KvRequest,
+        vec![set(keys::actor_kv_key("a1", &[4]), kv_record(b"late", 9))],
+    );
     w.deliver_start_at("a1", &r1, ConnId(1), 1, Some(p::preloaded_kv::empty_keyspace()), before);
     let found = ids(w.check().violations());
     assert!(found.contains(&"P16".to_string()), "{found:?}");
@@ -166,16 +193,25 @@ fn fake_oracle() -> StartupOracle {
     })
 }
 
-fn startup_observed(w: &mut World, generation: u32, had_bundle: bool, live_reads: u32, rec: pegsim_model::fact::StartupRecord) {
+fn startup_observed(
+    w: &mut World,
+    generation: u32,
+    had_bundle: bool,
+    live_reads: u32,
+    rec: pegsim_model::fact::StartupRecord,
+) {
     let r1 = rid("r1");
-    w.fact(&node_of(&r1), Fact::StartupObserved {
-        runner: r1.clone(),
-        actor: "a1".into(),
-        generation,
-        had_bundle,
-        live_reads,
-        record: rec,
-    });
+    w.fact(
+        &node_of(&r1),
+        Fact::StartupObserved {
+            runner: r1.clone(),
+            actor: "a1".into(),
+            generation,
+            had_bundle,
+            live_reads,
+            record: rec,
+        },
+    );
 }
 
 #[test]
@@ -184,14 +220,24 @@ fn p12_the_startup_record_is_compared_with_the_oracle_run() {
     let r1 = rid("r1");
     w.allocate("a1", &r1, 1);
     w.deliver_start("a1", &r1, ConnId(1), 1, Some(bundle_with_state(&value, ts)));
-    let mut good = World { entries: w.entries.clone(), now: w.now, version: w.version, infos: w.infos.clone(), statuses: w.statuses.clone() };
+    let mut good = World {
+        entries: w.entries.clone(),
+        now: w.now,
+        version: w.version,
+        infos: w.infos.clone(),
+        statuses: w.statuses.clone(),
+    };
     startup_observed(&mut good, 1, true, 0, record(2, false));
     let config = || CheckConfig::default().with_startup_oracle(fake_oracle());
     assert_only(&good.check_with(config()), &[]);
     startup_observed(&mut w, 1, true, 0, record(1, false));
     let checker = w.check_with(config());
     assert_only(&checker, &["P12"]);
-    assert!(checker.violations()[0].detail.contains("counter"), "{}", checker.violations()[0].detail);
+    assert!(
+        checker.violations()[0].detail.contains("counter"),
+        "{}",
+        checker.violations()[0].detail
+    );
 }
 
 #[test]
@@ -212,7 +258,13 @@ fn p13_live_reads_despite_an_empty_keyspace_bundle() {
     w.create_actor("a1", CrashPolicy::Restart);
     w.allocate("a1", &r1, 0);
     w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
-    let mut good = World { entries: w.entries.clone(), now: w.now, version: w.version, infos: w.infos.clone(), statuses: w.statuses.clone() };
+    let mut good = World {
+        entries: w.entries.clone(),
+        now: w.now,
+        version: w.version,
+        infos: w.infos.clone(),
+        statuses: w.statuses.clone(),
+    };
     startup_observed(&mut good, 0, true, 0, record(1, true));
     assert_only(&good.check(), &[]);
     startup_observed(&mut w, 0, true, 2, record(1, true));
@@ -244,26 +296,32 @@ fn a_commit_missing_from_the_history_is_reported_once_and_suspends_keyspace_chec
     w.create_actor("a1", CrashPolicy::Restart);
     w.sleep_cycle_with("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()), |w| {
         // A KV put commits in the store but its Fact::Commit is not recorded: only the answer is.
-        w.fact(&node_of(&r1), Fact::KvRequestSent {
-            runner: r1.clone(),
-            conn: ConnId(1),
-            actor: "a1".into(),
-            generation: 0,
-            request_id: 5,
-            kind: "put".into(),
-        });
+        w.fact(
+            &node_of(&r1),
+            Fact::KvRequestSent {
+                runner: r1.clone(),
+                conn: ConnId(1),
+                actor: "a1".into(),
+                generation: 0,
+                request_id: 5,
+                kind: "put".into(),
+            },
+        );
         w.version += 1;
         let (missing, epoch) = (w.version, w.info(&r1).epoch);
-        w.fact(EDGE, Fact::KvAnswered {
-            runner: r1.clone(),
-            conn: ConnId(1),
-            epoch,
-            actor: "a1".into(),
-            request_id: 5,
-            placement_generation: Some(0),
-            mutation_version: Some(missing),
-            error: None,
-        });
+        w.fact(
+            EDGE,
+            Fact::KvAnswered {
+                runner: r1.clone(),
+                conn: ConnId(1),
+                epoch,
+                actor: "a1".into(),
+                request_id: 5,
+                placement_generation: Some(0),
+                mutation_version: Some(missing),
+                error: None,
+            },
+        );
     });
     w.allocate("a1", &r1, 1);
     // The next delivery's bundle (unknowable from the history) is not judged.

@@ -55,12 +55,19 @@ pub fn stop_content(reason: p::StopActorReason) -> p::ActorCommandKeyData {
     p::ActorCommandKeyData::CommandStopActor(p::CommandStopActor { reason })
 }
 
-pub fn wrapper(actor: &str, generation: u32, index: i64, content: p::ActorCommandKeyData) -> p::CommandWrapper {
+pub fn wrapper(
+    actor: &str,
+    generation: u32,
+    index: i64,
+    content: p::ActorCommandKeyData,
+) -> p::CommandWrapper {
     command_from_stored(cp(actor, generation, index), content)
 }
 
 pub fn running() -> p::Event {
-    p::Event::EventActorStateUpdate(p::EventActorStateUpdate { state: p::ActorState::ActorStateRunning })
+    p::Event::EventActorStateUpdate(p::EventActorStateUpdate {
+        state: p::ActorState::ActorStateRunning,
+    })
 }
 
 pub fn stopped(code: p::StopCode) -> p::Event {
@@ -110,7 +117,13 @@ impl Default for World {
 
 impl World {
     pub fn new() -> Self {
-        World { entries: Vec::new(), now: 1_000, version: 0, infos: BTreeMap::new(), statuses: BTreeMap::new() }
+        World {
+            entries: Vec::new(),
+            now: 1_000,
+            version: 0,
+            infos: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+        }
     }
 
     pub fn tick(&mut self, ms: u64) -> &mut Self {
@@ -133,7 +146,15 @@ impl World {
         self.version
     }
 
-    pub fn frame(&mut self, conn: ConnId, r: &RunnerId, dir: Dir, received: bool, len: usize, decoded: Decoded) {
+    pub fn frame(
+        &mut self,
+        conn: ConnId,
+        r: &RunnerId,
+        dir: Dir,
+        received: bool,
+        len: usize,
+        decoded: Decoded,
+    ) {
         let node = match (dir, received) {
             (Dir::ToRunner, false) | (Dir::ToEngine, true) => EDGE.to_string(),
             _ => node_of(r),
@@ -192,16 +213,24 @@ impl World {
         self.fact(&node, Fact::RunnerConnecting { runner: r.clone(), conn });
         self.fact(EDGE, Fact::SubscriptionConfirmed { runner: r.clone(), conn });
         let epoch = self.register(r, conn);
-        self.send_to_engine(conn, r, p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
-            prepopulate_actor_names: None,
-            metadata: None,
-        }));
+        self.send_to_engine(
+            conn,
+            r,
+            p::ToRivet::ToRivetMetadata(p::ToRivetMetadata {
+                prepopulate_actor_names: None,
+                metadata: None,
+            }),
+        );
         self.send_to_runner(conn, r, init());
         self.fact(&node, Fact::RunnerInit { runner: r.clone(), conn });
-        self.commit(EDGE, TxnLabel::Metadata, vec![set(
-            keys::actor_name_metadata(NS, NAME),
-            reference_manifest().to_metadata_json().into_bytes(),
-        )]);
+        self.commit(
+            EDGE,
+            TxnLabel::Metadata,
+            vec![set(
+                keys::actor_name_metadata(NS, NAME),
+                reference_manifest().to_metadata_json().into_bytes(),
+            )],
+        );
         self.fact(EDGE, Fact::MetadataCommitted { runner: r.clone(), conn, epoch });
         self.fact(EDGE, Fact::ReplayDone { runner: r.clone(), conn });
         self.ready(r, conn, epoch);
@@ -231,44 +260,71 @@ impl World {
     }
 
     pub fn create_actor(&mut self, actor: &str, policy: CrashPolicy) {
-        self.commit(CORE, TxnLabel::ActorCreate, vec![
-            set(keys::actor_namespace(actor), NS.as_bytes().to_vec()),
-            set(keys::actor_state(actor), b"{}".to_vec()),
-        ]);
-        self.fact(CORE, Fact::ActorCreated {
-            actor: actor.into(),
-            namespace: NS.into(),
-            name: NAME.into(),
-            pool: POOL.into(),
-            crash_policy: policy,
-        });
+        self.commit(
+            CORE,
+            TxnLabel::ActorCreate,
+            vec![
+                set(keys::actor_namespace(actor), NS.as_bytes().to_vec()),
+                set(keys::actor_state(actor), b"{}".to_vec()),
+            ],
+        );
+        self.fact(
+            CORE,
+            Fact::ActorCreated {
+                actor: actor.into(),
+                namespace: NS.into(),
+                name: NAME.into(),
+                pool: POOL.into(),
+                crash_policy: policy,
+            },
+        );
     }
 
     /// A workflow step that allocates `(r, g)` directly and persists the `Start`.
     pub fn allocate(&mut self, actor: &str, r: &RunnerId, generation: u32) {
         self.info(r).used_slots += 1;
         let info = self.put_info(r);
-        self.commit(CORE, TxnLabel::WorkflowStep, vec![
-            set(keys::actor_placement(actor), records::encode(&Placement { runner: r.clone(), generation })),
-            set(keys::runner_alloc(r, actor), records::encode(&generation)),
-            info,
-            set(keys::runner_cmd(r, actor, generation, 0), encode_stored_command(&start_content(None))),
-            set(keys::actor_state(actor), b"{}".to_vec()),
-        ]);
+        self.commit(
+            CORE,
+            TxnLabel::WorkflowStep,
+            vec![
+                set(
+                    keys::actor_placement(actor),
+                    records::encode(&Placement { runner: r.clone(), generation }),
+                ),
+                set(keys::runner_alloc(r, actor), records::encode(&generation)),
+                info,
+                set(
+                    keys::runner_cmd(r, actor, generation, 0),
+                    encode_stored_command(&start_content(None)),
+                ),
+                set(keys::actor_state(actor), b"{}".to_vec()),
+            ],
+        );
         self.fact(CORE, Fact::Allocated { actor: actor.into(), runner: r.clone(), generation });
-        self.fact(CORE, Fact::CommandPersisted {
-            runner: r.clone(),
-            actor: actor.into(),
-            generation,
-            index: 0,
-            kind: CommandKind::Start,
-        });
+        self.fact(
+            CORE,
+            Fact::CommandPersisted {
+                runner: r.clone(),
+                actor: actor.into(),
+                generation,
+                index: 0,
+                kind: CommandKind::Start,
+            },
+        );
         self.status(actor, ActorStatus::Starting);
     }
 
     /// The edge fetches a bundle and writes the `Start`; the runner executes it, starts the
     /// instance and acknowledges; the edge deletes the key.
-    pub fn deliver_start(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, bundle: Option<p::PreloadedKv>) {
+    pub fn deliver_start(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        bundle: Option<p::PreloadedKv>,
+    ) {
         let version = self.version;
         self.deliver_start_at(actor, r, conn, generation, bundle, version);
     }
@@ -284,68 +340,130 @@ impl World {
         read_version: u64,
     ) {
         let node = node_of(r);
-        self.fact(EDGE, Fact::PreloadFetched {
-            runner: r.clone(),
-            conn,
-            actor: actor.into(),
-            generation,
-            read_version: Some(read_version),
-            budget: pegsim_model::constants::PRELOAD_MAX_TOTAL_BYTES,
-            manifest_json: None,
-            bundle: bundle.clone(),
-            attempts: 1,
-            failed: false,
-        });
-        self.fact(EDGE, Fact::CommandsSent {
-            runner: r.clone(),
-            conn,
-            replay: false,
-            checkpoints: vec![(actor.into(), generation, 0)],
-        });
+        self.fact(
+            EDGE,
+            Fact::PreloadFetched {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                read_version: Some(read_version),
+                budget: pegsim_model::constants::PRELOAD_MAX_TOTAL_BYTES,
+                manifest_json: None,
+                bundle: bundle.clone(),
+                attempts: 1,
+                failed: false,
+            },
+        );
+        self.fact(
+            EDGE,
+            Fact::CommandsSent {
+                runner: r.clone(),
+                conn,
+                replay: false,
+                checkpoints: vec![(actor.into(), generation, 0)],
+            },
+        );
         let mut start = start_content(None);
         if let p::ActorCommandKeyData::CommandStartActor(s) = &mut start {
             s.preloaded_kv = bundle;
         }
-        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 0, start)]));
-        self.fact(&node, Fact::RunnerCommand {
-            runner: r.clone(),
+        self.send_to_runner(
             conn,
-            actor: actor.into(),
-            generation,
-            index: 0,
-            kind: CommandKind::Start,
-            disposition: CommandDisposition::Exec,
-        });
-        self.fact(&node, Fact::InstanceStart { runner: r.clone(), actor: actor.into(), generation });
+            r,
+            p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 0, start)]),
+        );
+        self.fact(
+            &node,
+            Fact::RunnerCommand {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                index: 0,
+                kind: CommandKind::Start,
+                disposition: CommandDisposition::Exec,
+            },
+        );
+        self.fact(
+            &node,
+            Fact::InstanceStart { runner: r.clone(), actor: actor.into(), generation },
+        );
         self.command_ack(actor, r, conn, generation, 0);
     }
 
     /// The runner acknowledges `(A, g, k)` and the edge deletes the keys.
-    pub fn command_ack(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, k: i64) {
+    pub fn command_ack(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        k: i64,
+    ) {
         let node = node_of(r);
-        self.fact(&node, Fact::RunnerAckCommands { runner: r.clone(), conn, actor: actor.into(), generation, index: k });
-        self.send_to_engine(conn, r, p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
-            last_command_checkpoints: vec![cp(actor, generation, k)],
-        }));
-        self.commit(EDGE, TxnLabel::CommandAck, vec![Mutation::ClearRange {
-            range: keys::runner_cmd_upto(r, actor, generation, k),
-        }]);
-        self.fact(EDGE, Fact::CommandAckApplied { runner: r.clone(), conn, actor: actor.into(), generation, index: k });
+        self.fact(
+            &node,
+            Fact::RunnerAckCommands {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                index: k,
+            },
+        );
+        self.send_to_engine(
+            conn,
+            r,
+            p::ToRivet::ToRivetAckCommands(p::ToRivetAckCommands {
+                last_command_checkpoints: vec![cp(actor, generation, k)],
+            }),
+        );
+        self.commit(
+            EDGE,
+            TxnLabel::CommandAck,
+            vec![Mutation::ClearRange { range: keys::runner_cmd_upto(r, actor, generation, k) }],
+        );
+        self.fact(
+            EDGE,
+            Fact::CommandAckApplied {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                index: k,
+            },
+        );
     }
 
     /// The runner's instance emits an event and sends it.
-    pub fn emit(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, index: i64, event: p::Event) {
-        self.fact(&node_of(r), Fact::EventEmit {
-            runner: r.clone(),
-            actor: actor.into(),
-            generation,
-            index,
-            event: event.clone(),
-        });
-        self.send_to_engine(conn, r, p::ToRivet::ToRivetEvents(vec![p::EventWrapper {
-            checkpoint: cp(actor, generation, index),
-            inner: event,
-        }]));
+    pub fn emit(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        index: i64,
+        event: p::Event,
+    ) {
+        self.fact(
+            &node_of(r),
+            Fact::EventEmit {
+                runner: r.clone(),
+                actor: actor.into(),
+                generation,
+                index,
+                event: event.clone(),
+            },
+        );
+        self.send_to_engine(
+            conn,
+            r,
+            p::ToRivet::ToRivetEvents(vec![p::EventWrapper {
+                checkpoint: cp(actor, generation, index),
+                inner: event,
+            }]),
+        );
     }
 
     /// A workflow step commit (the actor's state plus `extra`).
@@ -355,12 +473,38 @@ impl World {
         self.commit(CORE, TxnLabel::WorkflowStep, muts)
     }
 
-    pub fn classify(&mut self, actor: &str, r: &RunnerId, generation: u32, index: i64, class: EventClass, event: p::Event) {
-        self.fact(CORE, Fact::EventClassified { actor: actor.into(), runner: r.clone(), generation, index, class, event });
+    pub fn classify(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        generation: u32,
+        index: i64,
+        class: EventClass,
+        event: p::Event,
+    ) {
+        self.fact(
+            CORE,
+            Fact::EventClassified {
+                actor: actor.into(),
+                runner: r.clone(),
+                generation,
+                index,
+                class,
+                event,
+            },
+        );
     }
 
     /// Emit and apply one event in its own step.
-    pub fn emit_apply(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, index: i64, event: p::Event) {
+    pub fn emit_apply(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        index: i64,
+        event: p::Event,
+    ) {
         self.emit(actor, r, conn, generation, index, event.clone());
         self.step(actor, vec![]);
         self.classify(actor, r, generation, index, EventClass::Applied, event);
@@ -368,51 +512,114 @@ impl World {
 
     /// The step publishes an event ack, the runner receives it and forgets.
     pub fn ack_events(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, k: i64) {
-        self.fact(CORE, Fact::EventAckPublished { runner: r.clone(), actor: actor.into(), generation, index: k });
-        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
-            last_event_checkpoints: vec![cp(actor, generation, k)],
-        }));
-        self.fact(&node_of(r), Fact::EventForget { runner: r.clone(), actor: actor.into(), generation, index: k });
+        self.fact(
+            CORE,
+            Fact::EventAckPublished {
+                runner: r.clone(),
+                actor: actor.into(),
+                generation,
+                index: k,
+            },
+        );
+        self.send_to_runner(
+            conn,
+            r,
+            p::ToEnvoy::ToEnvoyAckEvents(p::ToEnvoyAckEvents {
+                last_event_checkpoints: vec![cp(actor, generation, k)],
+            }),
+        );
+        self.fact(
+            &node_of(r),
+            Fact::EventForget { runner: r.clone(), actor: actor.into(), generation, index: k },
+        );
     }
 
     /// A step that persists `Stop(reason)` at index 1 and moves the actor to `Stopping`.
-    pub fn persist_stop(&mut self, actor: &str, r: &RunnerId, generation: u32, reason: p::StopActorReason) {
-        self.step(actor, vec![set(keys::runner_cmd(r, actor, generation, 1), encode_stored_command(&stop_content(reason)))]);
-        self.fact(CORE, Fact::CommandPersisted {
-            runner: r.clone(),
-            actor: actor.into(),
-            generation,
-            index: 1,
-            kind: CommandKind::Stop(reason),
-        });
+    pub fn persist_stop(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        generation: u32,
+        reason: p::StopActorReason,
+    ) {
+        self.step(
+            actor,
+            vec![set(
+                keys::runner_cmd(r, actor, generation, 1),
+                encode_stored_command(&stop_content(reason)),
+            )],
+        );
+        self.fact(
+            CORE,
+            Fact::CommandPersisted {
+                runner: r.clone(),
+                actor: actor.into(),
+                generation,
+                index: 1,
+                kind: CommandKind::Stop(reason),
+            },
+        );
         self.status(actor, ActorStatus::Stopping(reason));
     }
 
     /// The edge writes the `Stop`, the runner executes and acknowledges it.
-    pub fn deliver_stop(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, reason: p::StopActorReason) {
-        self.fact(EDGE, Fact::CommandsSent { runner: r.clone(), conn, replay: false, checkpoints: vec![(actor.into(), generation, 1)] });
-        self.send_to_runner(conn, r, p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 1, stop_content(reason))]));
-        self.fact(&node_of(r), Fact::RunnerCommand {
-            runner: r.clone(),
+    pub fn deliver_stop(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        reason: p::StopActorReason,
+    ) {
+        self.fact(
+            EDGE,
+            Fact::CommandsSent {
+                runner: r.clone(),
+                conn,
+                replay: false,
+                checkpoints: vec![(actor.into(), generation, 1)],
+            },
+        );
+        self.send_to_runner(
             conn,
-            actor: actor.into(),
-            generation,
-            index: 1,
-            kind: CommandKind::Stop(reason),
-            disposition: CommandDisposition::Exec,
-        });
+            r,
+            p::ToEnvoy::ToEnvoyCommands(vec![wrapper(actor, generation, 1, stop_content(reason))]),
+        );
+        self.fact(
+            &node_of(r),
+            Fact::RunnerCommand {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                index: 1,
+                kind: CommandKind::Stop(reason),
+                disposition: CommandDisposition::Exec,
+            },
+        );
         self.command_ack(actor, r, conn, generation, 1);
     }
 
     /// The instance terminates and emits `Stopped` with `index`.
-    pub fn terminate(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, index: i64, code: p::StopCode) {
-        self.fact(&node_of(r), Fact::InstanceTerminate {
-            runner: r.clone(),
-            actor: actor.into(),
-            generation,
-            code,
-            reason: "test".into(),
-        });
+    pub fn terminate(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        index: i64,
+        code: p::StopCode,
+    ) {
+        self.fact(
+            &node_of(r),
+            Fact::InstanceTerminate {
+                runner: r.clone(),
+                actor: actor.into(),
+                generation,
+                code,
+                reason: "test".into(),
+            },
+        );
         self.emit(actor, r, conn, generation, index, stopped(code));
     }
 
@@ -433,30 +640,47 @@ impl World {
     ) {
         self.info(r).used_slots -= 1;
         let info = self.put_info(r);
-        self.step(actor, vec![
-            clear(keys::actor_placement(actor)),
-            clear(keys::runner_alloc(r, actor)),
-            info,
-            Mutation::ClearRange { range: keys::runner_cmd_generation(r, actor, generation) },
-        ]);
+        self.step(
+            actor,
+            vec![
+                clear(keys::actor_placement(actor)),
+                clear(keys::runner_alloc(r, actor)),
+                info,
+                Mutation::ClearRange { range: keys::runner_cmd_generation(r, actor, generation) },
+            ],
+        );
         self.classify(actor, r, generation, index, EventClass::Applied, stopped(code));
-        let outcome = if code == p::StopCode::Ok { EndOutcome::StoppedOk } else { EndOutcome::StoppedError };
-        self.fact(CORE, Fact::EndGeneration {
-            actor: actor.into(),
-            runner: r.clone(),
-            generation,
-            outcome,
-            inputs,
-            disposition,
-        });
+        let outcome =
+            if code == p::StopCode::Ok { EndOutcome::StoppedOk } else { EndOutcome::StoppedError };
+        self.fact(
+            CORE,
+            Fact::EndGeneration {
+                actor: actor.into(),
+                runner: r.clone(),
+                generation,
+                outcome,
+                inputs,
+                disposition,
+            },
+        );
         self.status(actor, status);
         self.ack_events(actor, r, conn, generation, index);
-        self.fact(&node_of(r), Fact::TombstoneDrop { runner: r.clone(), actor: actor.into(), generation });
+        self.fact(
+            &node_of(r),
+            Fact::TombstoneDrop { runner: r.clone(), actor: actor.into(), generation },
+        );
     }
 
     /// A whole generation: allocate, start, Running, sleep intent, Stop, Stopped, Sleeping.
     pub fn sleep_cycle(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32) {
-        self.sleep_cycle_with(actor, r, conn, generation, Some(p::preloaded_kv::empty_keyspace()), |_| {});
+        self.sleep_cycle_with(
+            actor,
+            r,
+            conn,
+            generation,
+            Some(p::preloaded_kv::empty_keyspace()),
+            |_| {},
+        );
     }
 
     /// [`World::sleep_cycle`] delivering `bundle`, running `during` once the actor is Running.
@@ -496,28 +720,47 @@ impl World {
 
     /// The instance `(A, g)` on `r` issues a KV put of `key := value` and the edge commits it.
     #[allow(clippy::too_many_arguments)]
-    pub fn kv_put(&mut self, actor: &str, r: &RunnerId, conn: ConnId, generation: u32, request_id: u32, key: &[u8], value: &[u8]) -> u64 {
-        self.fact(&node_of(r), Fact::KvRequestSent {
-            runner: r.clone(),
-            conn,
-            actor: actor.into(),
-            generation,
-            request_id,
-            kind: "put".into(),
-        });
+    pub fn kv_put(
+        &mut self,
+        actor: &str,
+        r: &RunnerId,
+        conn: ConnId,
+        generation: u32,
+        request_id: u32,
+        key: &[u8],
+        value: &[u8],
+    ) -> u64 {
+        self.fact(
+            &node_of(r),
+            Fact::KvRequestSent {
+                runner: r.clone(),
+                conn,
+                actor: actor.into(),
+                generation,
+                request_id,
+                kind: "put".into(),
+            },
+        );
         let ts = self.now as i64;
-        let v = self.commit(EDGE, TxnLabel::KvRequest, vec![set(keys::actor_kv_key(actor, key), kv_record(value, ts))]);
+        let v = self.commit(
+            EDGE,
+            TxnLabel::KvRequest,
+            vec![set(keys::actor_kv_key(actor, key), kv_record(value, ts))],
+        );
         let epoch = self.info(r).epoch;
-        self.fact(EDGE, Fact::KvAnswered {
-            runner: r.clone(),
-            conn,
-            epoch,
-            actor: actor.into(),
-            request_id,
-            placement_generation: Some(generation),
-            mutation_version: Some(v),
-            error: None,
-        });
+        self.fact(
+            EDGE,
+            Fact::KvAnswered {
+                runner: r.clone(),
+                conn,
+                epoch,
+                actor: actor.into(),
+                request_id,
+                placement_generation: Some(generation),
+                mutation_version: Some(v),
+                error: None,
+            },
+        );
         v
     }
 
@@ -537,25 +780,31 @@ impl World {
     pub fn end_lost(&mut self, actor: &str, r: &RunnerId, generation: u32) {
         self.info(r).used_slots -= 1;
         let info = self.put_info(r);
-        self.step(actor, vec![
-            clear(keys::actor_placement(actor)),
-            clear(keys::runner_alloc(r, actor)),
-            info,
-            Mutation::ClearRange { range: keys::runner_cmd_generation(r, actor, generation) },
-        ]);
-        self.fact(CORE, Fact::EndGeneration {
-            actor: actor.into(),
-            runner: r.clone(),
-            generation,
-            outcome: EndOutcome::Lost,
-            inputs: DispositionInputs {
-                destroy_requested: false,
-                wake_pending: false,
-                stop_reason: None,
-                crash_policy: CrashPolicy::Restart,
+        self.step(
+            actor,
+            vec![
+                clear(keys::actor_placement(actor)),
+                clear(keys::runner_alloc(r, actor)),
+                info,
+                Mutation::ClearRange { range: keys::runner_cmd_generation(r, actor, generation) },
+            ],
+        );
+        self.fact(
+            CORE,
+            Fact::EndGeneration {
+                actor: actor.into(),
+                runner: r.clone(),
+                generation,
+                outcome: EndOutcome::Lost,
+                inputs: DispositionInputs {
+                    destroy_requested: false,
+                    wake_pending: false,
+                    stop_reason: None,
+                    crash_policy: CrashPolicy::Restart,
+                },
+                disposition: Disposition::Reschedule,
             },
-            disposition: Disposition::Reschedule,
-        });
+        );
         self.status(actor, ActorStatus::Rescheduling);
     }
 
@@ -608,5 +857,10 @@ pub fn assert_only(checker: &Checker, expected: &[&str]) {
 
 /// A startup record for fake oracles.
 pub fn record(counter: u64, new_actor: bool) -> StartupRecord {
-    StartupRecord { reads: vec![("get [1]".into(), "x".into())], new_actor, counter, writes: vec![] }
+    StartupRecord {
+        reads: vec![("get [1]".into(), "x".into())],
+        new_actor,
+        counter,
+        writes: vec![],
+    }
 }
