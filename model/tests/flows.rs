@@ -5,7 +5,7 @@
 mod harness;
 
 use harness::flows::*;
-use pegsim_model::canary::Canaries;
+use pegsim_model::canary::{Canaries, Canary};
 
 #[test]
 fn handshake() {
@@ -50,4 +50,42 @@ fn core_restart_from_the_store_mid_flow() {
 #[test]
 fn kv_from_a_stale_holder_is_rejected() {
     assert_eq!(flow_9_kv_fence(Canaries::NONE), Ok(()));
+}
+
+#[test]
+fn runner_process_crash_hands_its_actor_to_another_runner() {
+    assert_eq!(flow_runner_crash(Canaries::NONE), Ok(()));
+}
+
+#[test]
+fn edge_node_crash_loses_nothing_the_runner_still_holds() {
+    assert_eq!(flow_edge_crash(Canaries::NONE), Ok(()));
+}
+
+/// The same script gives byte-identical fact and frame logs; and the log does record behaviour
+/// (a canary that changes the model changes it).
+#[test]
+fn the_same_script_gives_byte_identical_logs() {
+    type Setup = fn(Canaries) -> harness::World;
+    type Script = fn(&mut harness::World) -> Result<(), String>;
+    let scripts: [(Setup, Script); 3] =
+        [(default_world, run_flow_5), (default_world, run_flow_8), (replay_world, run_flow_3)];
+    for (setup, run) in scripts {
+        let (first, log_1, frames_1) = traced(setup, run, Canaries::NONE);
+        let (second, log_2, frames_2) = traced(setup, run, Canaries::NONE);
+        assert_eq!(first, Ok(()));
+        assert_eq!(second, Ok(()));
+        assert!(
+            log_1.lines().count() > 50 && frames_1.len() > 10,
+            "a trivial log: {} lines, {} frames",
+            log_1.lines().count(),
+            frames_1.len()
+        );
+        assert!(log_1 == log_2, "two runs of one script logged differently");
+        assert!(frames_1 == frames_2, "two runs of one script framed differently");
+    }
+    let (_, plain, _) = traced(default_world, run_flow_5, Canaries::NONE);
+    let (_, with_canary, _) =
+        traced(default_world, run_flow_5, Canaries::only(Canary::EventFilterDropsOutOfOrder));
+    assert_ne!(plain, with_canary);
 }

@@ -21,7 +21,7 @@ use pegsim_model::keys::{self, RunnerId};
 use pegsim_model::preload::reference_manifest;
 use pegsim_model::protocol as p;
 use pegsim_model::records::Placement;
-use pegsim_model::runner::app::{write_value, ActorState};
+use pegsim_model::runner::app::ActorState;
 use pegsim_model::runner::{AppAction, AppKey, RunnerConfig};
 use pegsim_model::store::{CommitFault, Mutation};
 
@@ -276,18 +276,22 @@ fn alarm(w: &mut World, r: usize, actor: &str) {
     w.app(r, actor, AppAction::SetAlarm(Some(at)));
 }
 
-/// Run a flow on a fresh world and also return the rendered log (for determinism checks).
+/// What a traced run leaves: its result, the rendered log, and every frame's bytes in order.
+pub type Trace = (Result<(), String>, String, Vec<Vec<u8>>);
+
+/// Run a flow on a fresh world and also return its log and frames (for determinism checks).
 pub fn traced(
     setup: fn(Canaries) -> World,
     run: fn(&mut World) -> Result<(), String>,
     canaries: Canaries,
-) -> (Result<(), String>, String) {
+) -> Trace {
     let mut w = setup(canaries);
     let result = run(&mut w);
-    (result, w.render_log())
+    (result, w.render_log(), w.frame_bytes())
 }
 
-fn default_world(canaries: Canaries) -> World {
+/// The default deployment with a running core.
+pub fn default_world(canaries: Canaries) -> World {
     let mut w = World::new(Setup::new(canaries));
     w.start_core();
     w
@@ -584,7 +588,8 @@ pub fn replay_timing() -> Timing {
     }
 }
 
-fn replay_world(canaries: Canaries) -> World {
+/// [`replay_timing`] with a running core.
+pub fn replay_world(canaries: Canaries) -> World {
     let mut setup = Setup::new(canaries);
     setup.config.timing = replay_timing();
     let mut w = World::new(setup);
@@ -1156,6 +1161,11 @@ pub fn run_flow_7(w: &mut World) -> Result<(), String> {
         stopping.is_some() && drain.is_some() && stopping < drain,
         "no drain after ToRivetStopping: {stopping:?} {drain:?}"
     );
+    let going_away = w.find(|f| {
+        matches!(f, Fact::WorkflowStep { actor, consumed }
+            if actor == "m1" && consumed.iter().any(|c| c.starts_with("going_away(")))
+    });
+    ensure!(w, going_away.is_some_and(|g| Some(g) > drain), "m1 never consumed GoingAway");
     let stop = w.find(|f| matches!(f, Fact::CommandPersisted { runner, actor, generation: 0, index: 1, kind: CommandKind::Stop(p::StopActorReason::GoingAway) } if *runner == id0 && actor == "m1"));
     ensure!(w, stop.is_some_and(|s| Some(s) > drain), "no Stop(GOING_AWAY) after the drain");
     ensure!(
@@ -1397,11 +1407,24 @@ pub fn run_flow_9(w: &mut World) -> Result<(), String> {
         matches!(&response, Some(p::KvResponseData::KvErrorResponse(e)) if e.message.starts_with("kv.not_holder")),
         "response to {k1} on {c0}: {response:?}"
     );
+    // What each request put, read from the frames the runner sent: the store holds the second.
+    let put_value = |w: &World, conn: ConnId, id: u32| {
+        w.runner_frames(conn).into_iter().find_map(|(_, m)| match m {
+            p::ToRivet::ToRivetKvRequest(r) if r.request_id == id => match r.data {
+                p::KvRequestData::KvPutRequest(put) => put.values.first().map(|v| v.to_vec()),
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    let (first, second) = (put_value(w, c0, k1), put_value(w, c1, k2));
     ensure!(
         w,
-        w.kv_value(a, &raw) == Some(write_value(&raw, 0, 2, 16)),
-        "stored value is not the second write's"
+        first.is_some() && second.is_some() && first != second,
+        "puts {first:?} / {second:?}"
     );
+    let stored = w.kv_value(a, &raw);
+    ensure!(w, stored == second, "stored {stored:?}, the current holder put {second:?}");
     // The stale connection then closes on its epoch check; the runner ignores it.
     w.run_for(w.config.timing.ping_interval_ms + 500);
     ensure!(w, w.find(|f| matches!(f, Fact::EdgeConnClosed { conn, reason, .. } if *conn == c0 && reason == "ws.eviction")).is_some(), "{c0} did not close on its epoch check");
@@ -1436,6 +1459,130 @@ pub fn run_flow_9(w: &mut World) -> Result<(), String> {
             && !answers3[1].1
             && end.is_some_and(|e| e < answers3[1].3),
         "request {k3} and its duplicate after the generation ended ({end:?}): {answers3:?}"
+    );
+    w.check()
+}
+
+// ---- beyond the nine: crashes of a runner process and of an edge node ---------------------------
+
+/// A runner process crashes (the edge notices the reset): teardown, expiry, `RunnerLost`, and
+/// the restart policy starts generation 1 on another runner.
+pub fn flow_runner_crash(canaries: Canaries) -> Result<(), String> {
+    let mut w = default_world(canaries);
+    run_flow_runner_crash(&mut w)
+}
+
+pub fn run_flow_runner_crash(w: &mut World) -> Result<(), String> {
+    let timing = w.config.timing.clone();
+    let (r0, c0) = connect_runner(w, 1)?;
+    let id0 = w.runner_id(r0);
+    w.create_actor("c1", &spec(CrashPolicy::Restart, None))?;
+    wait_status(w, "c1", ActorStatus::Running, 2_000)?;
+    let (r1, _) = connect_runner(w, 1)?;
+    let id1 = w.runner_id(r1);
+    w.run_for(1_000);
+    w.crash_runner(r0, true);
+    w.run_until_idle();
+    let closed = w.find(|f| {
+        matches!(f, Fact::EdgeConnClosed { conn, reason, .. } if *conn == c0 && reason == "peer closed")
+    });
+    let teardown =
+        w.find(|f| matches!(f, Fact::Teardown { conn, current: true, .. } if *conn == c0));
+    ensure!(w, closed.is_some() && teardown > closed, "{c0} was not torn down after the reset");
+    ensure!(w, !w.is_eligible(&id0), "a disconnected runner is eligible");
+    let crashed_at = w.now;
+    w.run_for(timing.runner_lost_threshold_ms + timing.fence_margin_ms + 5_000);
+    let expired = w.find(|f| {
+        matches!(f, Fact::Expired { runner, lost } if *runner == id0 && lost == &vec![("c1".to_string(), 0)])
+    });
+    let Some(expired) = expired else { return Err(failure(w, "runner 0 was not expired".into())) };
+    let silent = w.log[expired].at - crashed_at;
+    ensure!(
+        w,
+        silent
+            >= timing.runner_lost_threshold_ms + timing.fence_margin_ms
+                - timing.ping_interval_ms
+                - timing.ping_jitter_ms,
+        "expired {silent} ms after the crash"
+    );
+    ensure!(
+        w,
+        w.find(|f| matches!(f, Fact::Fence { .. })).is_none(),
+        "a crashed process cannot fence"
+    );
+    let end = w.find(|f| {
+        matches!(f, Fact::EndGeneration { actor, generation: 0, outcome: EndOutcome::Lost, disposition: Disposition::Restart, .. } if actor == "c1")
+    });
+    ensure!(w, end > Some(expired), "generation 0 did not end Lost / Restart after the expiry");
+    ensure!(
+        w,
+        w.placement("c1") == Some(Placement { runner: id1, generation: 1 }),
+        "placement {:?}",
+        w.placement("c1")
+    );
+    ensure!(
+        w,
+        w.actor_status("c1") == Some(ActorStatus::Running),
+        "c1 is {:?}",
+        w.actor_status("c1")
+    );
+    ensure!(
+        w,
+        w.instances(r1) == vec![("c1".to_string(), 1)],
+        "runner 1 instances {:?}",
+        w.instances(r1)
+    );
+    w.check()
+}
+
+/// An edge node crashes with a batch in flight on the signal bus and an event queued in its
+/// demuxer: the runner reconnects through the other node and re-sends, every event is applied
+/// exactly once, in order.
+pub fn flow_edge_crash(canaries: Canaries) -> Result<(), String> {
+    let mut w = default_world(canaries);
+    run_flow_edge_crash(&mut w)
+}
+
+pub fn run_flow_edge_crash(w: &mut World) -> Result<(), String> {
+    let (r0, c0) = connect_runner(w, 1)?;
+    w.create_actor("n1", &spec(CrashPolicy::Restart, None))?;
+    wait_status(w, "n1", ActorStatus::Running, 2_000)?;
+    w.run_for(3_000);
+    // The signal bus is slow for this connection: its next batch lands 200 ms late.
+    w.intercept(Action::Delay(200), Some(1), matchers::signal_from(c0, "n1"));
+    alarm(w, r0, "n1"); // event 1, in flight
+    w.run_for(10);
+    alarm(w, r0, "n1"); // event 2, queued at edge 0
+    w.run_for(10);
+    w.crash_edge(0);
+    w.run_until_idle();
+    let closed = w.find(|f| matches!(f, Fact::RunnerConnClosed { conn, .. } if *conn == c0));
+    ensure!(w, closed.is_some(), "the runner did not notice the crash of edge 0");
+    let deadline = w.now + 5_000;
+    let at = ok!(
+        w,
+        w.run_until_fact(deadline, |f| matches!(f, Fact::Ready { conn, .. } if *conn != c0))
+    )?;
+    let Some(Fact::Ready { conn: c1, .. }) = w.fact_at(at).cloned() else { unreachable!() };
+    ensure!(w, w.conns.get(&c1).is_some_and(|c| c.edge_node == 1), "{c1} is not on edge 1");
+    w.restart_edge(0);
+    w.run_for(3_000);
+    // Event 1 was applied from the in-flight batch or from the re-send, whichever came first;
+    // event 2 only from the re-send.
+    let indices: Vec<i64> = applied(w, "n1", 0).into_iter().map(|(i, _)| i).collect();
+    ensure!(w, indices == vec![0, 1, 2], "applied {indices:?}");
+    ensure!(
+        w,
+        classes(w, "n1", 0, 2) == vec![EventClass::Applied],
+        "event 2: {:?}",
+        classes(w, "n1", 0, 2)
+    );
+    ensure!(w, w.runner_unacked(r0) == 0, "runner holds {} unacked events", w.runner_unacked(r0));
+    ensure!(
+        w,
+        w.actor_status("n1") == Some(ActorStatus::Running),
+        "n1 is {:?}",
+        w.actor_status("n1")
     );
     w.check()
 }

@@ -2071,6 +2071,17 @@ impl World {
         self.conns.get(&conn).and_then(|c| c.signalled.get(actor)).cloned().unwrap_or_default()
     }
 
+    /// The bytes of every frame handed to the transport, in order.
+    pub fn frame_bytes(&self) -> Vec<Vec<u8>> {
+        self.log
+            .iter()
+            .filter_map(|e| match &e.item {
+                Item::Frame(f) => Some(f.bytes.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The whole log, one line per entry.
     pub fn render_log(&self) -> String {
         let mut out = String::new();
