@@ -454,6 +454,8 @@ pub struct ConnState {
     runner_got_init: bool,
     /// The metadata transaction of this connection committed.
     metadata_committed: bool,
+    /// Virtual time of the last registration or liveness write of this connection.
+    last_authorization: Option<u64>,
     /// Replay flags of the `CommandsSent` facts not yet matched with their frame.
     pending_sent: VecDeque<bool>,
     /// A live command frame or an event ack was sent.
@@ -1186,6 +1188,7 @@ impl World {
                             runner_frames: 0,
                             runner_got_init: false,
                             metadata_committed: false,
+                            last_authorization: None,
                             pending_sent: VecDeque::new(),
                             saw_live: false,
                             pending_fetches: BTreeMap::new(),
@@ -1724,6 +1727,12 @@ impl World {
                     "S7: runner {runner} executed ({actor}, {generation}, {index}) twice"
                 ));
             }
+            Fact::Registered { conn, .. } | Fact::LivenessWrite { conn, .. } => {
+                let now = self.now;
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.last_authorization = Some(now);
+                }
+            }
             Fact::MetadataCommitted { conn, .. } => {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.metadata_committed = true;
@@ -1822,6 +1831,16 @@ impl World {
                 "S11: first engine frame on {conn} is {}",
                 wire::to_envoy_kind(&message)
             ));
+        }
+        if matches!(message, p::ToEnvoy::ToEnvoyInit(_) | p::ToEnvoy::ToEnvoyPing(_)) {
+            let step = self.config.timing.max_step_delay_ms;
+            let authorized = self.conns.get(&conn).and_then(|c| c.last_authorization);
+            if !authorized.is_some_and(|at| self.now - at <= step) {
+                self.violation(format!(
+                    "§6.3: {} on {conn} without a liveness write in the last {step} ms (last: {authorized:?})",
+                    wire::to_envoy_kind(&message)
+                ));
+            }
         }
         match message {
             p::ToEnvoy::ToEnvoyInit(_) if !first => {
