@@ -1835,7 +1835,7 @@ impl World {
         if matches!(message, p::ToEnvoy::ToEnvoyInit(_) | p::ToEnvoy::ToEnvoyPing(_)) {
             let step = self.config.timing.max_step_delay_ms;
             let authorized = self.conns.get(&conn).and_then(|c| c.last_authorization);
-            if !authorized.is_some_and(|at| self.now - at <= step) {
+            if authorized.is_none_or(|at| self.now - at > step) {
                 self.violation(format!(
                     "§6.3: {} on {conn} without a liveness write in the last {step} ms (last: {authorized:?})",
                     wire::to_envoy_kind(&message)
