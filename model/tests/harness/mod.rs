@@ -36,13 +36,28 @@
 //!   reset); a core crash drops the core's memory, its timers and its publishes in progress; a
 //!   runner crash drops the process (its instances end with it) and the edges notice the reset.
 //!
-//! Checks made while shuttling (collected as violations, reported by [`World::check`]):
-//! frame sizes and decodability, the first frame of each side (S11), command-frame sizes,
-//! replay frames before live command/ack frames (S11, §2.5), the fresh preload bundle of every
-//! delivered `Start` (§7.1), the applied event indices of every `(A, g)` being `0, 1, …` (S4),
-//! each command executed at most once per runner (S7), and the demuxer accounting of §4.3 (every
-//! event accepted on a connection is handed to the signal bus, still queued, or recorded as
-//! discarded at the flush deadline).
+//! - **Partitions.** A partitioned runner's frames in either direction, its closes and its
+//!   connects are lost; everything else goes on (so a silent runner is fenced, and its edge times
+//!   out and stops writing liveness).
+//!
+//! Checks made while shuttling (collected as violations, reported by [`World::check`] and added
+//! to every flow failure):
+//! - S11: every frame decodes and fits the frame limit; the first frame of each side
+//!   (`ToEnvoyInit` once, `ToRivetMetadata`); no other runner frame before Init; no command frame
+//!   before the metadata commit; at most `frame_max_commands` per command frame; every replay
+//!   frame before every live command or event-ack frame (§2.5);
+//! - §6.3: `ToEnvoyInit` and every `ToEnvoyPing` within `max_step_delay_ms` of a registration
+//!   or liveness write of their connection;
+//! - §7.1: every delivered `Start` carries the bundle fetched for that delivery, equal to a
+//!   fresh read of the store (unless the fetch failed), and no hibernating requests;
+//! - S2: the `Start`s of an actor are persisted for generations 0, 1, 2, …; S6: each command
+//!   key is persisted once; S4: the applied indices of every `(A, g)` are `0, 1, …` in order;
+//!   S7: each command is executed at most once per runner; S10: no command of `(A, g)` reaches a
+//!   runner on its current connection after it dropped that tombstone;
+//! - §4.3 demuxer accounting: every event accepted on a connection is handed to the signal bus
+//!   (in order), still queued, or recorded as discarded at the flush deadline.
+//!
+//! Must not touch: `model/src/` (this is a test of it) and nothing global: every world is a value.
 #![allow(dead_code)]
 
 pub mod flows;
