@@ -47,9 +47,14 @@ impl Checker {
             self.gen(actor, generation).emitted.insert(index, (runner.clone(), event.clone()));
         }
         let key = (actor.to_string(), generation);
+        let healing = self.heal_at.is_some_and(|t| at.ms >= t);
         let proc = self.proc(runner);
         proc.gens.entry(key.clone()).or_default().has_events = true;
+        let ready = proc.ready.is_some_and(|(_, since)| since <= at.ms);
         let obligations = proc.events.entry(key).or_default();
+        if healing && ready && obligations.unresolved.is_empty() {
+            obligations.prompt.insert(index, at.ms);
+        }
         obligations.unresolved.insert(index, at.ms);
         obligations.unforgotten.insert(index, at.ms);
     }
@@ -164,14 +169,34 @@ impl Checker {
                 format!("runner {runner} forgot events of ({actor}, {generation}) up to {index}; the highest ack it received was {acked}"),
             );
         }
+        let bound = self.cfg.timing.event_ack_max_delay_ms + self.cfg.liveness_delta_ms;
+        let mut late: Option<(i64, u64)> = None;
         if let Some(p) = self.procs.get_mut(runner) {
             if let Some(o) = p.events.get_mut(&key) {
                 o.unresolved.retain(|i, _| *i > index);
                 o.unforgotten.retain(|i, _| *i > index);
+                late = o
+                    .prompt
+                    .range(..=index)
+                    .find(|(_, e)| at.ms > **e + bound)
+                    .map(|(i, e)| (*i, *e));
+                o.prompt.retain(|i, _| *i > index);
                 if o.unforgotten.is_empty() && o.unresolved.is_empty() {
                     p.events.remove(&key);
                 }
             }
+        }
+        if let Some((i, emitted)) = late {
+            self.flag(
+                names::L10,
+                at,
+                Some(actor),
+                Some(runner),
+                format!(
+                    "runner {runner} kept event ({actor}, {generation}, {i}) for {} ms after emitting it on a ready connection in the heal phase; its history may only hold events of the last EVENT_ACK_MAX_DELAY + Δ = {bound} ms",
+                    at.ms - emitted
+                ),
+            );
         }
     }
 

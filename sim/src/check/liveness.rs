@@ -33,7 +33,10 @@
 //! - L9: an allocation listed by a drain that has not ended: the L5 bound from the drain; a
 //!   record draining, disconnected and without allocations: `RETIRE_GRACE + LOST_CHECK_INTERVAL
 //!   + Δ`.
-//! - L10: a terminated instance whose tombstone the (ready) runner keeps: the whole L3 bound; a
+//! - L10: an event emitted in the heal phase on a ready connection while every earlier event of
+//!   its `(A, g)` was applied, and still in the runner's history: `EVENT_ACK_MAX_DELAY + Δ` from
+//!   its emission (also checked when it is forgotten late); a terminated instance whose tombstone
+//!   the (ready) runner keeps: the whole L3 bound; a
 //!   demuxer queue idle (for more than `DEMUX_IDLE_TIMEOUT`) on a live connection:
 //!   `2 × DEMUX_IDLE_TIMEOUT + Δ` from its last activity.
 //! - L11 (sleep and alarms) is not checked here: the disposition to `Sleeping` is S17's, and
@@ -178,6 +181,18 @@ impl Checker {
                         Some(actor),
                         Some(runner),
                         format!("event ({actor}, {generation}, {index}) of {runner} not acknowledged and forgotten"),
+                    );
+                }
+            }
+            for ((actor, generation), o) in &p.events {
+                if let Some((index, emitted)) = o.prompt.iter().next() {
+                    push(
+                        names::L10,
+                        *emitted,
+                        self.cfg.timing.event_ack_max_delay_ms + self.cfg.liveness_delta_ms,
+                        Some(actor),
+                        Some(runner),
+                        format!("runner {runner} still keeps event ({actor}, {generation}, {index}) emitted in the heal phase on a ready connection"),
                     );
                 }
             }

@@ -114,6 +114,9 @@ pub(super) struct EventObligations {
     pub unresolved: BTreeMap<i64, u64>,
     /// index -> emitted ms, until forgotten.
     pub unforgotten: BTreeMap<i64, u64>,
+    /// L10 (runner history bound): events emitted in the heal phase on a ready connection while
+    /// every earlier event of the `(A, g)` was already applied -> emitted ms, until forgotten.
+    pub prompt: BTreeMap<i64, u64>,
 }
 
 /// The bundle and snapshot of the first `Start` delivery of `(A, g)` on a connection (P12–P14).

@@ -30,46 +30,86 @@ pub const DRIVER: &str = "driver";
 /// How often the heal phase checks for convergence, ms.
 const HEAL_POLL_MS: u64 = 500;
 
-/// Run the workload's fault phase; returns when it is over.
-pub async fn fault_phase(shared: &Shared, config: &Arc<WorldConfig>) {
-    let streams = SeedStreams::new(config.seed);
-    let mut rng = streams.stream("workload");
-    let mut node_rng = NodeRng(streams.stream("node:driver"));
-    let w = &config.derived.workload;
-    let end = config.derived.phases.fault_ms;
-    let actors = w.actors as usize;
-    let create_interval_ms = (60_000.0 / w.create_rate_per_min.max(0.001)) as u64;
-    let mut created: Vec<String> = Vec::new();
-    let mut next_create = 0u64;
-    let mut next_action = draw_span(&mut rng, w.action_interval_ms);
-    loop {
-        let now = shared.now_ms();
-        if now >= end {
-            break;
+/// The workload's state across phases.
+pub struct Workload {
+    rng: ChaCha8Rng,
+    node_rng: NodeRng,
+    created: Vec<String>,
+}
+
+impl Workload {
+    pub fn new(config: &WorldConfig) -> Self {
+        let streams = SeedStreams::new(config.seed);
+        Workload {
+            rng: streams.stream("workload"),
+            node_rng: NodeRng(streams.stream("node:driver")),
+            created: Vec::new(),
         }
-        if created.len() < actors && now >= next_create {
-            let id = format!("actor-{}", created.len());
-            create(shared, config, &mut rng, &mut node_rng, &id);
-            created.push(id);
-            next_create = now + jitter(&mut rng, create_interval_ms);
-        }
-        if now >= next_action {
-            act(shared, config, &mut rng, &mut node_rng, &created);
-            next_action = now + draw_span(&mut rng, w.action_interval_ms).max(1);
-        }
-        let wake_at =
-            next_action.min(if created.len() < actors { next_create } else { end }).min(end);
-        madsim::time::sleep(Duration::from_millis(wake_at.saturating_sub(shared.now_ms()).max(1)))
+    }
+
+    /// Create actors (up to `max_actors` in all) and act on them until simulated time `end`.
+    pub async fn run_until(
+        &mut self,
+        shared: &Shared,
+        config: &Arc<WorldConfig>,
+        end: u64,
+        max_actors: usize,
+    ) {
+        let w = &config.derived.workload;
+        let create_interval_ms = (60_000.0 / w.create_rate_per_min.max(0.001)) as u64;
+        let mut next_create = shared.now_ms();
+        let mut next_action = shared.now_ms() + draw_span(&mut self.rng, w.action_interval_ms);
+        loop {
+            let now = shared.now_ms();
+            if now >= end {
+                break;
+            }
+            if self.created.len() < max_actors && now >= next_create {
+                let id = format!("actor-{}", self.created.len());
+                create(shared, config, &mut self.rng, &mut self.node_rng, &id);
+                self.created.push(id);
+                next_create = now + jitter(&mut self.rng, create_interval_ms);
+            }
+            if now >= next_action {
+                act(shared, config, &mut self.rng, &mut self.node_rng, &self.created);
+                next_action = now + draw_span(&mut self.rng, w.action_interval_ms).max(1);
+            }
+            let creating = self.created.len() < max_actors;
+            let wake_at = next_action.min(if creating { next_create } else { end }).min(end);
+            madsim::time::sleep(Duration::from_millis(
+                wake_at.saturating_sub(shared.now_ms()).max(1),
+            ))
             .await;
+        }
     }
 }
 
-/// The heal phase: wait until no liveness obligation is open, the watchdog fires or the phase
-/// ends; then run the liveness checks.
-pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>) {
+/// Actors the heal phase's workload may create beyond the fault phase's.
+pub const HEAL_EXTRA_ACTORS: usize = 3;
+/// How long the workload keeps running, without faults, at the start of the heal phase, ms: the
+/// protocol's fault-free paths (first events on fresh connections, new actors, acks) must work
+/// and meet their bounds too, not only converge.
+pub const HEAL_WORKLOAD_MS: u64 = 30_000;
+
+/// Run the workload's fault phase; returns when it is over.
+pub async fn fault_phase(shared: &Shared, config: &Arc<WorldConfig>, workload: &mut Workload) {
+    let end = config.derived.phases.fault_ms;
+    workload.run_until(shared, config, end, config.derived.workload.actors as usize).await;
+}
+
+/// The heal phase: every fault is off; the workload runs lightly for a while, then stops, and the
+/// driver waits until no liveness obligation is open, the watchdog fires or the phase ends; then
+/// it runs the liveness checks.
+pub async fn heal_phase(shared: &Shared, config: &Arc<WorldConfig>, workload: &mut Workload) {
     shared.record(DRIVER, Entry::Phase { phase: "heal".into() });
+    let heal_start = shared.now_ms();
+    let deadline = heal_start + config.derived.phases.heal_ms;
+    let quiet_at =
+        (heal_start + HEAL_WORKLOAD_MS.min(config.derived.phases.heal_ms / 3)).min(deadline);
+    let max_actors = config.derived.workload.actors as usize + HEAL_EXTRA_ACTORS;
+    workload.run_until(shared, config, quiet_at, max_actors).await;
+    shared.record(DRIVER, Entry::Phase { phase: "quiet".into() });
     let start = shared.now_ms();
-    let deadline = start + config.derived.phases.heal_ms;
     let mut last_marker = u64::MAX;
     let mut last_progress = start;
     let mut quiet_polls = 0;

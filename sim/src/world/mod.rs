@@ -184,9 +184,10 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
         Injector::new(shared.clone(), config.clone(), NodeIds { core: core.id(), edges, runners });
     injector.start();
     madsim::task::spawn(injector.clone().supervise_runners());
-    driver::fault_phase(&shared, &config).await;
+    let mut workload = driver::Workload::new(&config);
+    driver::fault_phase(&shared, &config, &mut workload).await;
     injector.heal();
-    driver::heal_phase(&shared, &config).await;
+    driver::heal_phase(&shared, &config, &mut workload).await;
     outcome(&shared, &config)
 }
 

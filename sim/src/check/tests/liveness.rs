@@ -1,7 +1,7 @@
 //! Liveness obligations: open at `finish` past their bound is a violation; closed in time is not.
 //! Also the progress marker and bounded memory.
 
-use pegsim_model::fact::{ConnId, CrashPolicy, Fact, TxnLabel};
+use pegsim_model::fact::{ConnId, CrashPolicy, EventClass, Fact, TxnLabel};
 use pegsim_model::protocol as p;
 
 use super::support::*;
@@ -59,13 +59,56 @@ fn l3_an_emitted_event_never_applied() {
     w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
     // demux-first-event-dropped: Running is emitted and sent but never reaches the workflow.
     w.emit("a1", &r1, ConnId(1), 0, 0, running());
+    // Emitted in the heal phase on a ready connection, so the runner's history bound (L10)
+    // expires first, then event delivery (L3).
+    let mut checker = w.check();
+    checker.finish(w.now + 8_000);
+    assert_only(&checker, &["L10"]);
     let mut checker = w.check();
     checker.finish(w.now + 16_000);
-    assert_only(&checker, &["L3"]);
+    assert_only(&checker, &["L3", "L10"]);
     // ... and the actor then never leaves Starting.
     let mut checker = w.check();
     checker.finish(w.now + 36_000);
-    assert_only(&checker, &["L3", "L4"]);
+    assert_only(&checker, &["L3", "L10", "L4"]);
+}
+
+#[test]
+fn l10_a_heal_phase_event_forgotten_only_after_a_periodic_resend() {
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    heal(&mut w);
+    w.allocate("a1", &r1, 0);
+    w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
+    // demux-first-event-dropped: the first send is lost, the re-send 10 s later is applied.
+    w.emit("a1", &r1, ConnId(1), 0, 0, running());
+    w.tick(10_000);
+    w.step("a1", vec![]);
+    w.classify("a1", &r1, 0, 0, EventClass::Applied, running());
+    w.tick(2_000);
+    w.ack_events("a1", &r1, ConnId(1), 0, 0);
+    let mut checker = w.check();
+    checker.finish(w.now + 1_000);
+    assert_only(&checker, &["L10"]);
+}
+
+#[test]
+fn l10_quiet_when_a_heal_phase_event_is_acknowledged_within_the_ack_delay() {
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    heal(&mut w);
+    w.allocate("a1", &r1, 0);
+    w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
+    w.emit_apply("a1", &r1, ConnId(1), 0, 0, running());
+    w.tick(2_000);
+    w.ack_events("a1", &r1, ConnId(1), 0, 0);
+    let mut checker = w.check();
+    checker.finish(w.now + 30_000);
+    assert_only(&checker, &[]);
 }
 
 #[test]
