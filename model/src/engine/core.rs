@@ -16,8 +16,10 @@
 //!   in the past). Timers cannot be cancelled: a timer that finds nothing due does nothing.
 //! - [`CoreTimer::LostCheck`] polls the registry every `timing.lost_check_interval_ms` (lost
 //!   detection, expiry, retirement); [`CoreTimer::PendingRecheck`] runs the drainer of every
-//!   configured pool whose queue is non-empty every `timing.pending_recheck_interval_ms`. Both
-//!   re-arm themselves for the life of the node.
+//!   configured pool whose queue is non-empty every `timing.pending_recheck_interval_ms`;
+//!   [`CoreTimer::InboxSweep`] runs every live workflow whose inbox holds signals, every
+//!   [`INBOX_SWEEP_INTERVAL_MS`] (a lost wake-up only delays a signal). All three re-arm
+//!   themselves for the life of the node.
 //! - [`Core::start`] (boot or restart) forgets all memory, scans `keys::workflow_range()`, runs
 //!   each live workflow's executor loop (which flushes its outbox first, since nothing is
 //!   published in this incarnation), drains the non-empty pools, and arms both periodic timers.
@@ -29,6 +31,7 @@ use std::collections::BTreeMap;
 use crate::config::EngineConfig;
 use crate::engine::actor::{self, outbox, state, StepKind, StepResult};
 use crate::engine::registry::{self, RegistryMonitor};
+use crate::engine::signal;
 use crate::engine::EngineOutput;
 use crate::env::Env;
 use crate::fact::{ActorStatus, Fact};
@@ -41,6 +44,12 @@ pub const MAX_STEPS_PER_CALL: usize = 64;
 /// Delay before a failed step is retried, ms (a model parameter).
 pub const STEP_RETRY_DELAY_MS: u64 = 100;
 
+/// How often the executor looks for inboxes holding signals nobody woke it for, ms (a model
+/// parameter). A wake-up is a notification, not a durable fact: a sender whose enqueue commit
+/// ended `unknown` cannot tell whether to wake, a wake sent while the core restarts is lost. The
+/// signal itself is durable, and this sweep makes sure it is consumed.
+pub const INBOX_SWEEP_INTERVAL_MS: u64 = 5_000;
+
 /// A one-shot timer of the core node.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CoreTimer {
@@ -50,6 +59,8 @@ pub enum CoreTimer {
     LostCheck,
     /// The periodic pending-queue recheck.
     PendingRecheck,
+    /// The periodic sweep for inboxes with unconsumed signals.
+    InboxSweep,
 }
 
 /// An output of the core node.
@@ -110,6 +121,10 @@ impl Core {
             at_ms: env.now_ms + timing.pending_recheck_interval_ms,
             timer: CoreTimer::PendingRecheck,
         });
+        out.push(CoreOutput::Timer {
+            at_ms: env.now_ms + INBOX_SWEEP_INTERVAL_MS,
+            timer: CoreTimer::InboxSweep,
+        });
         out
     }
 
@@ -144,6 +159,28 @@ impl Core {
                 out.push(CoreOutput::Timer {
                     at_ms: env.now_ms + timing.lost_check_interval_ms,
                     timer: CoreTimer::LostCheck,
+                });
+                out
+            }
+            CoreTimer::InboxSweep => {
+                let mut out = Vec::new();
+                match live_workflows(env) {
+                    Ok(actors) => {
+                        for actor in actors {
+                            let mut txn = env.begin();
+                            let empty = signal::inbox_is_empty(env, &mut txn, &actor);
+                            env.abort(txn);
+                            if matches!(empty, Ok(false)) {
+                                env.record(Fact::Probe { name: "inbox-sweep-found-signals".into() });
+                                out.extend(self.run_actor(env, &actor));
+                            }
+                        }
+                    }
+                    Err(_) => env.record(Fact::Probe { name: "workflow-scan-failed".into() }),
+                }
+                out.push(CoreOutput::Timer {
+                    at_ms: env.now_ms + INBOX_SWEEP_INTERVAL_MS,
+                    timer: CoreTimer::InboxSweep,
                 });
                 out
             }

@@ -403,30 +403,6 @@ fn the_readme_documents_every_field() {
     }
 }
 
-/// Prints the fault-class tables of `scenarios/README.md` (run with `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn print_fault_class_docs() {
-    for class in FaultClass::ALL {
-        println!("### `faults.{}`\n\n{}\n", class.name(), class.doc());
-        println!("| field | kind | default | meaning |\n|---|---|---|---|");
-        println!(
-            "| `faults.{}.enabled` | probability | `0.0` | probability that the class is on for a seed |",
-            class.name()
-        );
-        for k in class.knobs() {
-            println!(
-                "| `faults.{}.{}` | {} | `{}` | {} |",
-                class.name(),
-                k.name,
-                k.kind.name(),
-                k.default,
-                k.doc
-            );
-        }
-        println!();
-    }
-}
 
 mod properties {
     use proptest::prelude::{prop_assert, prop_assert_eq, proptest, Strategy};

@@ -193,7 +193,13 @@ pub fn expire(
         let Some(mut info) = read_info(env, txn, runner, ReadMode::Serializable)? else {
             return Ok(None);
         };
-        if info.expired || info.liveness_seq != liveness_seq {
+        if info.expired {
+            // Expired already (possibly by this very transaction, whose commit ended `unknown`):
+            // hand back the allocations still waiting for their `RunnerLost` so their workflows
+            // are woken; the signals themselves are in their inboxes.
+            return Ok(Some(read_allocations(env, txn, runner, None)?));
+        }
+        if info.liveness_seq != liveness_seq {
             return Ok(None);
         }
         info.expired = true;
