@@ -154,8 +154,11 @@ fn expiry_rechecks_the_sequence_and_hands_back_every_allocation() {
     let info = w.info(&r).unwrap();
     assert!(info.expired && !info.connected && !info.ready && !info.eligible());
     assert_eq!(w.read(&keys::eligible(NS, POOL, 1, &r)), None);
-    // Idempotent: a second run finds it expired.
-    assert_eq!(w.with_env(|env, _| registry::expire(env, &r, seq)).unwrap(), None);
+    // A rerun (after an `unknown` commit, say) finds it expired, changes nothing and hands back
+    // the allocations still waiting for their `RunnerLost`, so their workflows are woken again.
+    let rerun = w.with_env(|env, _| registry::expire(env, &r, seq)).unwrap();
+    assert_eq!(rerun, Some(vec![("a1".to_string(), 0), ("a2".to_string(), 0)]));
+    assert!(w.info(&r).unwrap().expired);
     for a in ["a1", "a2"] {
         let out = w.with_env(|env, core| core.on_wake(env, &a.to_string()));
         w.absorb(out);
