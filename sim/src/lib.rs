@@ -8,6 +8,7 @@
 //! - `scenario`: the TOML scenario format and the per-seed swarm draw.
 //! - `history`: the append-only history, its trace hash and trace files.
 //! - `net`: the simulated runner-edge transport (a controllable link and WebSocket over it).
+//! - `coverage`: coverage probes derived from the history (rare paths a sweep must reach).
 //! - `check`: invariant checkers over the history (safety online, liveness after heal, oracles).
 //! - `failure`: failure files (a failure is a coordinate) and replay.
 //! - `report`: run and sweep reports.
@@ -15,6 +16,7 @@
 //! - `run`: the shared vocabulary (run spec and outcome, history entries, violations).
 
 pub mod check;
+pub mod coverage;
 pub mod failure;
 pub mod history;
 pub mod net;

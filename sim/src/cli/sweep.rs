@@ -288,6 +288,13 @@ pub(super) fn sweep(ctx: &mut Context<'_>, out_dir: &Path, plan: SweepPlan) -> u
     }
     report.finish(wall_ms);
     print_summary(ctx, &report);
+    let missing = missing_required_probes(&loaded, &jobs, &done);
+    for (scenario, probe) in &missing {
+        let _ = writeln!(
+            ctx.out,
+            "REQUIRED PROBE NOT HIT: {scenario}: no seed reached `{probe}` (see [coverage] required)"
+        );
+    }
     if let Some(dir) = &plan.report {
         let stem = plan
             .shard
@@ -299,7 +306,38 @@ pub(super) fn sweep(ctx: &mut Context<'_>, out_dir: &Path, plan: SweepPlan) -> u
             Err(e) => return bad_input(ctx, &e.to_string()),
         }
     }
-    exit_code(ctx, &report)
+    if missing.is_empty() {
+        exit_code(ctx, &report)
+    } else {
+        exit_code(ctx, &report).max(EXIT_VIOLATION)
+    }
+}
+
+/// `(scenario name, probe)` for every probe a scenario's `[coverage] required` lists that none of
+/// its runs hit.
+fn missing_required_probes(
+    loaded: &[LoadedScenario],
+    jobs: &[Job],
+    done: &[Done],
+) -> Vec<(String, String)> {
+    let mut hit: Vec<std::collections::BTreeSet<&str>> = vec![Default::default(); loaded.len()];
+    for d in done {
+        let (Some(job), Ok(outcome)) = (jobs.get(d.index), &d.result) else { continue };
+        if let Some(set) = hit.get_mut(job.scenario) {
+            set.extend(
+                outcome.probe_counts.iter().filter(|(_, n)| **n > 0).map(|(p, _)| p.as_str()),
+            );
+        }
+    }
+    let mut missing = Vec::new();
+    for (l, hit) in loaded.iter().zip(&hit) {
+        for probe in &l.scenario.coverage.required {
+            if !hit.contains(probe.as_str()) {
+                missing.push((l.scenario.name.clone(), probe.clone()));
+            }
+        }
+    }
+    missing
 }
 
 fn exit_code(ctx: &mut Context<'_>, report: &SweepReport) -> u8 {

@@ -2,7 +2,7 @@
 //! per-seed swarm draw that turns it into one concrete configuration ([`Derived`]).
 //!
 //! Owns: [`Scenario`] and its sections ([`Topology`], [`Phases`], [`Workload`], [`Preload`],
-//! [`Engine`], [`FaultsSpec`]), parsing ([`Scenario::load`], [`Scenario::parse`]), validation
+//! [`Engine`], [`FaultsSpec`], [`CoverageSpec`]), parsing ([`Scenario::load`], [`Scenario::parse`]), validation
 //! ([`Scenario::validate`]) with errors that name file, line and field ([`ScenarioError`]), and
 //! [`Scenario::draw`]. The documented format, with every field's default and range, is
 //! `scenarios/README.md`. It does not run anything and does not inject faults.
@@ -123,8 +123,18 @@ pub struct Scenario {
     pub preload: Preload,
     pub engine: Engine,
     pub faults: FaultsSpec,
+    pub coverage: CoverageSpec,
     #[serde(skip)]
     source: Source,
+}
+
+/// `[coverage]`: the probes (`crate::coverage::PROBES`) a sweep of this scenario must hit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoverageSpec {
+    /// Probes that at least one seed of every sweep must hit; a sweep where one is never hit
+    /// fails (exit 1), even when every invariant held.
+    pub required: Vec<String>,
 }
 
 /// `[topology]`: the deployment.
@@ -455,7 +465,20 @@ impl Scenario {
         self.check_preload(&mut out);
         self.check_engine(&mut out);
         self.faults.check(&mut out);
+        self.check_coverage(&mut out);
         out
+    }
+
+    fn check_coverage(&self, out: &mut Vec<Problem>) {
+        for name in &self.coverage.required {
+            if !crate::coverage::is_known(name) {
+                let known: Vec<&str> = crate::coverage::PROBES.iter().map(|(n, _)| *n).collect();
+                out.push(Problem::new(
+                    "coverage.required",
+                    format!("unknown probe `{name}`; known probes: {}", known.join(", ")),
+                ));
+            }
+        }
     }
 
     fn check_topology(&self, out: &mut Vec<Problem>) {

@@ -403,7 +403,6 @@ fn the_readme_documents_every_field() {
     }
 }
 
-
 mod properties {
     use proptest::prelude::{prop_assert, prop_assert_eq, proptest, Strategy};
 
@@ -493,4 +492,17 @@ mod properties {
             prop_assert_eq!(Derived::from_toml(&d.to_toml()).expect("derived parses"), d);
         }
     }
+}
+
+#[test]
+fn a_required_probe_must_be_a_known_probe() {
+    let ok = Scenario::parse("[coverage]\nrequired = [\"replay-multi-page\"]\n", "c.toml");
+    assert!(ok.and_then(|s| s.validate()).is_ok());
+    let text = "name = \"c\"\n[coverage]\nrequired = [\"replay-mutli-page\"]\n";
+    let bad = Scenario::parse(text, "c.toml").and_then(|s| s.validate()).expect_err("a typo");
+    let text = bad.to_string();
+    assert!(
+        text.starts_with("c.toml:3: field `coverage.required`: unknown probe `replay-mutli-page`"),
+        "{text}"
+    );
 }

@@ -123,6 +123,7 @@ async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome,
         checker: Checker::new(check_config(&config)),
         fault_counts: Default::default(),
         probe_counts: Default::default(),
+        coverage: Default::default(),
         latencies_ms: Default::default(),
         first_violation_seq: None,
     };

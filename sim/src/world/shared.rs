@@ -17,6 +17,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::check::Checker;
+use crate::coverage::Coverage;
 use crate::history::History;
 use crate::net::{LinkControl, LinkRegistry};
 use crate::run::{Entry, Violation};
@@ -100,6 +101,8 @@ pub struct Recorder {
     pub checker: Checker,
     pub fault_counts: BTreeMap<String, u64>,
     pub probe_counts: BTreeMap<String, u64>,
+    /// Derives coverage probes from the entries (see `crate::coverage`).
+    pub coverage: Coverage,
     /// Latency samples by metric (bounded per metric).
     pub latencies_ms: BTreeMap<String, Vec<u64>>,
     /// Set when the first violation is seen: its history position.
@@ -124,6 +127,9 @@ impl Recorder {
                 *self.probe_counts.entry(name.clone()).or_default() += 1;
             }
             _ => {}
+        }
+        for probe in self.coverage.observe(&entry) {
+            *self.probe_counts.entry(probe.to_string()).or_default() += 1;
         }
         let timed = self.history.append(at_ms, node, entry);
         let seq = timed.seq;
