@@ -171,7 +171,9 @@ impl Core {
                             let empty = signal::inbox_is_empty(env, &mut txn, &actor);
                             env.abort(txn);
                             if matches!(empty, Ok(false)) {
-                                env.record(Fact::Probe { name: "inbox-sweep-found-signals".into() });
+                                env.record(Fact::Probe {
+                                    name: "inbox-sweep-found-signals".into(),
+                                });
                                 out.extend(self.run_actor(env, &actor));
                             }
                         }

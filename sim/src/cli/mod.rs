@@ -1,5 +1,5 @@
 //! The `pegsim` command line: `run`, `sweep`, `replay`, `check-determinism`, `scenarios`,
-//! `report merge` and `bench`, written against the world's signature
+//! `report merge`, `bench`, `canaries` and `regress`, written against the world's signature
 //! `fn(&RunSpec) -> Result<RunOutcome, String>` ([`RunFn`]) so it can be driven by a fake world
 //! in tests.
 //!
@@ -18,10 +18,14 @@
 //! - Failure files go to `<out>/failures/`, traces to `<out>/traces/`, with `--out` defaulting to
 //!   `reports/out`.
 //! - `report merge` exits 1 when the merged report holds a failure, like a sweep would.
-//! - `scenarios` skips `regressions.toml` (the seed corpus, not a scenario) and exits 2 when the
+//! - `scenarios` skips `regressions.toml` and `canaries.toml` (the seed corpus and the canary
+//!   proofs, not scenarios) and exits 2 when the
 //!   folder holds no scenario.
 
+mod batch;
 mod determinism;
+mod proofs;
+mod regress;
 mod single;
 mod sweep;
 
@@ -45,6 +49,10 @@ pub const EXIT_HELD: u8 = 0;
 pub const EXIT_VIOLATION: u8 = 1;
 /// Exit code: bad input, or a run that could not run.
 pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Files of the scenario folder that are not scenarios: the regression corpus and the canary
+/// proofs.
+pub const NOT_SCENARIOS: [&str; 2] = ["regressions.toml", "canaries.toml"];
 
 /// The invariant name given to a run that panicked.
 pub const PANIC_INVARIANT: &str = "PANIC the run panicked";
@@ -108,6 +116,55 @@ enum Command {
     Report(ReportArgs),
     /// Measure speed: seeds per second and simulated ms per wall second.
     Bench(BenchArgs),
+    /// Prove every canary is still caught: run each canary's scenario from the start of a seed
+    /// range until a seed fails, and check that it reports an accepted invariant within budget.
+    Canaries(CanariesArgs),
+    /// Replay the regression seed corpus, or add a failure file to it.
+    Regress(RegressArgs),
+}
+
+#[derive(Args, Debug)]
+struct CanariesArgs {
+    /// The proof file: canary, scenario, accepted invariants and seed budget per entry.
+    #[arg(long, value_name = "FILE", default_value = "scenarios/canaries.toml")]
+    file: PathBuf,
+    /// Only this canary (repeatable); default every entry of the file.
+    #[arg(long = "canary", value_name = "NAME")]
+    only: Vec<Canary>,
+    /// Seed ranges to try, starting at 0, 10000, 20000, ... (the README table uses 20).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    ranges: u64,
+    /// Runs at once (threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// Also print the results as the README's Markdown table.
+    #[arg(long)]
+    table: bool,
+}
+
+#[derive(Args, Debug)]
+struct RegressArgs {
+    /// The corpus file.
+    #[arg(long, value_name = "FILE", default_value = "scenarios/regressions.toml")]
+    file: PathBuf,
+    /// Runs at once (threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    #[command(subcommand)]
+    command: Option<RegressCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+enum RegressCommand {
+    /// Append the run of a failure file to the corpus (expect `pass` without canaries, the
+    /// reported invariant with canaries).
+    Add {
+        /// The failure file a `run` or `sweep` wrote.
+        failure: PathBuf,
+        /// What the seed found (default: the first violation line).
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +345,22 @@ pub fn execute(args: Vec<std::ffi::OsString>, ctx: &mut Context<'_>) -> u8 {
         Command::Bench(a) => {
             sweep::bench(ctx, &out_dir, &a.scenario, a.seeds, usize::from(a.jobs), a.canaries.set())
         }
+        Command::Canaries(a) => proofs::canaries(
+            ctx,
+            proofs::ProofPlan {
+                file: a.file,
+                only: a.only,
+                ranges: a.ranges,
+                jobs: usize::from(a.jobs),
+                table: a.table,
+            },
+        ),
+        Command::Regress(a) => match a.command {
+            None => regress::run(ctx, &a.file, usize::from(a.jobs)),
+            Some(RegressCommand::Add { failure, note }) => {
+                regress::add(ctx, &a.file, &failure, note.as_deref())
+            }
+        },
     }
 }
 
@@ -384,7 +457,7 @@ fn scenarios(ctx: &mut Context<'_>, dir: &Path) -> u8 {
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .filter(|p| p.file_name().is_some_and(|n| n != "regressions.toml"))
+        .filter(|p| p.file_name().is_some_and(|n| !NOT_SCENARIOS.iter().any(|x| n == *x)))
         .collect();
     paths.sort();
     if paths.is_empty() {

@@ -208,6 +208,9 @@ fn every_command_has_help() {
         vec!["report", "--help"],
         vec!["report", "merge", "--help"],
         vec!["bench", "--help"],
+        vec!["canaries", "--help"],
+        vec!["regress", "--help"],
+        vec!["regress", "add", "--help"],
     ] {
         let r = exec(holds, &args);
         assert_eq!(r.code, EXIT_HELD, "{args:?}");
@@ -506,4 +509,144 @@ fn sweep_plan_for_test(
     shard: pegsim::seed::Shard,
 ) -> Vec<(usize, u64)> {
     sweep::plan_jobs_for_test(scenarios, seeds, shard)
+}
+
+/// Fails (S4) from seed 3 of every range of `canaries --ranges`, never with the canary off.
+fn fails_from_seed_3_with_a_canary(spec: &RunSpec) -> Result<RunOutcome, String> {
+    let canary = !spec.canaries.is_empty();
+    fake_world(spec, None, |seed| (canary && seed % proofs::RANGE_STRIDE >= 3).then_some(50))
+}
+
+fn proof_file(dir: &Path, expect: &str, budget: u64) -> PathBuf {
+    scenario_file(dir);
+    let path = dir.join("canaries.toml");
+    let text = format!(
+        "[[canary]]\nname = \"event-filter-drops-out-of-order\"\nscenario = \"fake.toml\"\nexpect = [\"{expect}\"]\nbudget = {budget}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn canary_proofs_need_the_listed_invariant_within_budget() {
+    let dir = temp_dir("canaries");
+    let file = proof_file(&dir, "S4", 10);
+    let r = exec(
+        fails_from_seed_3_with_a_canary,
+        &["canaries", "--file", p(&file), "--ranges", "3", "--jobs", "2", "--table"],
+    );
+    assert_eq!(r.code, EXIT_HELD, "{}{}", r.out, r.err);
+    assert!(r.out.contains("caught   event-filter-drops-out-of-order on fake (seeds 20000..): seed 20003 (4 seed(s))"), "{}", r.out);
+    assert!(
+        r.out.contains("3/3 range(s) caught within 10 seeds; seeds to detection median 4 worst 4"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("| `event-filter-drops-out-of-order` |"), "{}", r.out);
+
+    let r = exec(
+        fails_from_seed_3_with_a_canary,
+        &["canaries", "--file", p(&proof_file(&dir, "S4", 3))],
+    );
+    assert_eq!(r.code, EXIT_VIOLATION, "{}", r.out);
+    assert!(r.out.contains("MISSED   event-filter-drops-out-of-order on fake (seeds 0..): no violation within 3 seeds"), "{}", r.out);
+
+    let r = exec(
+        fails_from_seed_3_with_a_canary,
+        &["canaries", "--file", p(&proof_file(&dir, "L3", 10))],
+    );
+    assert_eq!(r.code, EXIT_VIOLATION, "{}", r.out);
+    assert!(
+        r.out.contains(
+            "WRONG    event-filter-drops-out-of-order on fake (seeds 0..): seed 3 reported S4"
+        ),
+        "{}",
+        r.out
+    );
+
+    std::fs::write(&file, "[[canary]]\nname = \"no-such-canary\"\nscenario = \"fake.toml\"\nexpect = [\"S4\"]\nbudget = 1\n").unwrap();
+    let r = exec(holds, &["canaries", "--file", p(&file)]);
+    assert_one_error_line(&r);
+    assert!(r.err.contains("field `name`: unknown canary `no-such-canary`"), "{}", r.err);
+}
+
+#[test]
+fn regress_add_appends_a_failure_and_regress_replays_it() {
+    let dir = temp_dir("regress");
+    let s = scenario_file(&dir);
+    let out = dir.join("out");
+    let corpus = dir.join("regressions.toml");
+    std::fs::write(&corpus, "# the corpus\n").unwrap();
+    let r = exec(fails_always, &["--out", p(&out), "run", p(&s), "--seed", "6"]);
+    assert_eq!(r.code, EXIT_VIOLATION);
+    let failure = out.join("failures").join("fake-seed-6.failure.toml");
+
+    let r = exec(holds, &["regress", "--file", p(&corpus), "add", p(&failure), "--note", "a bug"]);
+    assert_eq!(r.code, EXIT_HELD, "{}{}", r.out, r.err);
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    assert!(text.starts_with("# the corpus\n"), "comments are kept: {text}");
+    assert!(text.contains("scenario = \"fake.toml\"\nseed = 6\ncanaries = []\nexpect = \"pass\"\nfound = \"a bug\""), "{text}");
+
+    let r = exec(holds, &["regress", "--file", p(&corpus), "add", p(&failure)]);
+    assert_one_error_line(&r);
+    assert!(r.err.contains("already in"), "{}", r.err);
+
+    // Without canaries the seed must hold now: it does with the bug fixed, not before.
+    let r = exec(holds, &["regress", "--file", p(&corpus)]);
+    assert_eq!(r.code, EXIT_HELD, "{}", r.out);
+    assert!(r.out.contains("ok       fake.toml seed 6: held (a bug)"), "{}", r.out);
+    let r = exec(fails_always, &["regress", "--file", p(&corpus)]);
+    assert_eq!(r.code, EXIT_VIOLATION, "{}", r.out);
+    assert!(r.out.contains("FAILED   fake.toml seed 6: violated: S4"), "{}", r.out);
+    assert!(r.out.contains("replay: "), "{}", r.out);
+
+    // A canary entry must keep reporting its invariant.
+    let r = exec(
+        fails_always,
+        &["--out", p(&out), "run", p(&s), "--seed", "7", "--canary", "commands-never-deleted"],
+    );
+    assert_eq!(r.code, EXIT_VIOLATION);
+    let failure = out.join("failures").join("fake-seed-7-commands-never-deleted.failure.toml");
+    let r = exec(holds, &["regress", "--file", p(&corpus), "add", p(&failure)]);
+    assert_eq!(r.code, EXIT_HELD, "{}{}", r.out, r.err);
+    assert!(std::fs::read_to_string(&corpus)
+        .unwrap()
+        .contains("canaries = [\"commands-never-deleted\"]\nexpect = \"S4\""));
+    let r = exec(fails_from_seed_3_with_a_canary, &["regress", "--file", p(&corpus)]);
+    assert_eq!(r.code, EXIT_HELD, "{}", r.out);
+    assert!(
+        r.out.contains("ok       fake.toml seed 7 [commands-never-deleted]: reported S4"),
+        "{}",
+        r.out
+    );
+    let r = exec(holds, &["regress", "--file", p(&corpus)]);
+    assert_eq!(r.code, EXIT_VIOLATION, "{}", r.out);
+    assert!(r.out.contains("ok       fake.toml seed 6: held"), "{}", r.out);
+    assert!(
+        r.out.contains(
+            "FAILED   fake.toml seed 7 [commands-never-deleted]: expected S4, every invariant held"
+        ),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn a_required_probe_no_seed_hits_fails_the_sweep() {
+    let dir = temp_dir("required-probe");
+    let s = dir.join("probe.toml");
+    std::fs::write(&s, "name = \"probe\"\n[coverage]\nrequired = [\"replay-multi-page\"]\n")
+        .unwrap();
+    let r = exec(holds, &["--out", p(&dir.join("out")), "sweep", p(&s), "--seeds", "0..4"]);
+    assert_eq!(r.code, EXIT_VIOLATION, "{}{}", r.out, r.err);
+    assert!(
+        r.out.contains("REQUIRED PROBE NOT HIT: probe: no seed reached `replay-multi-page`"),
+        "{}",
+        r.out
+    );
+    let r = exec(
+        holds,
+        &["--out", p(&dir.join("out")), "sweep", p(&scenario_file(&dir)), "--seeds", "0..4"],
+    );
+    assert_eq!(r.code, EXIT_HELD, "{}{}", r.out, r.err);
 }

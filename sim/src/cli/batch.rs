@@ -1,0 +1,40 @@
+//! A batch of independent runs on `std::thread::scope` threads, results in input order. Used by
+//! the commands that run a handful of specific `(scenario, seed, canaries)` runs (`canaries`,
+//! `regress`) rather than a seed range (`sweep`, which has its own progress and report).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use pegsim::run::{RunOutcome, RunSpec};
+
+use super::{run_guarded, RunFn};
+
+/// Run every spec, at most `threads` at once; the result of `specs[i]` is at index `i`.
+pub(super) fn run_batch(
+    run: RunFn,
+    specs: &[RunSpec],
+    threads: usize,
+) -> Vec<Result<RunOutcome, String>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<RunOutcome, String>>>> =
+        Mutex::new(specs.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, specs.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = specs.get(index) else { break };
+                let result = run_guarded(run, spec);
+                let mut all = results.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = all.get_mut(index) {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("the run did not report".to_string())))
+        .collect()
+}
