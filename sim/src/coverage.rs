@@ -130,15 +130,8 @@ impl Coverage {
                 self.outstanding.remove(&(runner.clone(), actor.clone(), *generation));
             }
             Fact::RunnerExit { runner, .. } => self.forget_runner(runner),
-            Fact::RunnerConnClosed { runner, .. } => {
-                if self
-                    .outstanding
-                    .range((runner.clone(), String::new(), 0)..)
-                    .next()
-                    .is_some_and(|((r, _, _), _)| r == runner)
-                {
-                    hit.push("reconnect-with-unacked-events");
-                }
+            Fact::RunnerConnClosed { runner, .. } if self.holds_unacked(runner) => {
+                hit.push("reconnect-with-unacked-events");
             }
             Fact::RunnerCommand { kind: CommandKind::Start, disposition, .. } => {
                 match disposition {
@@ -165,10 +158,11 @@ impl Coverage {
             } => {
                 self.unknown_applied.insert(*v);
             }
-            Fact::Commit { version, applied, .. } if self.unknown_applied.remove(version) => {
-                if applied.iter().any(writes_command) {
-                    hit.push("command-write-outcome-unknown");
-                }
+            // The removal runs first, so a commit is matched once whatever it wrote.
+            Fact::Commit { version, applied, .. }
+                if self.unknown_applied.remove(version) && applied.iter().any(writes_command) =>
+            {
+                hit.push("command-write-outcome-unknown");
             }
             Fact::CommandPersisted { runner, actor, generation, index, .. } => {
                 if self.undelivered.len() >= UNDELIVERED_MAX {
@@ -189,6 +183,12 @@ impl Coverage {
             Fact::RunnerStopping { .. } => hit.push("runner-drained"),
             _ => {}
         }
+    }
+
+    /// Whether `runner` holds emitted events it has not forgotten.
+    fn holds_unacked(&self, runner: &RunnerId) -> bool {
+        let from = (runner.clone(), String::new(), 0);
+        self.outstanding.range(from..).next().is_some_and(|((r, _, _), _)| r == runner)
     }
 
     /// A runner process that exited holds nothing any more.

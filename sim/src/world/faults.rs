@@ -8,6 +8,7 @@
 //!   outcomes, preload read failures) are probabilities the buses and the store-fault decider
 //!   apply to every message or commit during the fault phase (they record each fault they fire);
 //! - clock skew gives every node a wall-clock offset at the start.
+//!
 //! At the start of the heal phase everything is undone: crashed nodes restart, pauses resume,
 //! clogs release, delays and per-message faults stop, half-open links are reset so both ends
 //! notice.
