@@ -58,6 +58,9 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>) {
             continue;
         }
         tokio::select! {
+            // Branches in the written order: tokio picks a random order otherwise, from a
+            // thread RNG seeded with a process-wide counter (different for every world of a process).
+            biased;
             msg = rx.recv() => match msg {
                 Some(CoreMsg::Wake(actor)) => work.push_back(Work::Wake(actor)),
                 Some(CoreMsg::TriggerDrainer { namespace, pool }) => {

@@ -112,6 +112,9 @@ async fn serve(shared: Shared, config: Arc<WorldConfig>, node: String, accepted:
         }
         let socket_open = task.socket_open;
         tokio::select! {
+            // Branches in the written order: tokio picks a random order otherwise, from a
+            // thread RNG seeded with a process-wide counter (different for every world of a process).
+            biased;
             ev = ws.recv(), if socket_open => {
                 let outputs = match ev {
                     Ok(WsEvent::Binary(bytes)) => {

@@ -107,11 +107,33 @@ pub fn run(spec: &crate::run::RunSpec) -> Result<RunOutcome, String> {
     run_world(WorldConfig::new(derived, spec.canaries), spec.trace.clone())
 }
 
+/// Stack of the thread a world runs on (the size of a main thread's).
+const WORLD_STACK_BYTES: usize = 8 << 20;
+
 /// Run one world to the end and return its outcome.
+///
+/// The world runs on a fresh OS thread of its own (outside the simulation, which is still one
+/// thread): madsim makes std's `HashMap` hash keys (used inside madsim's network and task
+/// tables) deterministic by seeding the thread's `RandomState` keys, and std initialises those
+/// only at a thread's first `RandomState::new()`. On a thread that already made one (the main
+/// thread after argument parsing and logging set-up, or a sweep thread after its first world)
+/// the keys are random and the trace of a seed varies between runs and processes. A panic in
+/// the world is re-raised here, so callers see it as if the world ran on their thread.
 pub fn run_world(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome, String> {
     let seed = config.seed;
-    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    runtime.block_on(world_main(config, trace))
+    let thread = std::thread::Builder::new()
+        .name(format!("pegsim-world-{seed}"))
+        .stack_size(WORLD_STACK_BYTES)
+        .spawn(move || {
+            let config_rt = madsim::Config::default();
+            let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, config_rt);
+            runtime.block_on(world_main(config, trace))
+        })
+        .map_err(|e| format!("cannot start the world's thread: {e}"))?;
+    match thread.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 async fn world_main(config: WorldConfig, trace: TraceMode) -> Result<RunOutcome, String> {

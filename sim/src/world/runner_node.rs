@@ -71,6 +71,9 @@ pub async fn run(shared: Shared, config: Arc<WorldConfig>, index: usize) {
             continue;
         }
         let outputs = tokio::select! {
+            // Branches in the written order: tokio picks a random order otherwise, from a
+            // thread RNG seeded with a process-wide counter (different for every world of a process).
+            biased;
             ev = recv(&mut task.conn) => {
                 let (conn, ev) = ev;
                 match ev {
