@@ -14,7 +14,9 @@
 //! entry, and two consecutive recorded prefixes can be ambiguous. P5 and the per-prefix part of
 //! P7 therefore use the reference's run lengths to cut the bundle into runs, and only when the
 //! bundle recorded the same get-keys and prefixes as the reference (otherwise P3 or P6 report
-//! the difference, and those two parts are not evaluated).
+//! the difference, and those two parts are not evaluated). P7 also charges each recorded prefix
+//! with the entries that only it can have placed (under it and no other recorded prefix, and not
+//! a recorded get-key), a lower bound that needs no cuts and so holds for every bundle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -782,12 +784,45 @@ fn p7(bundle: &PreloadedKv, run: &ReferenceRun, budget: u64) -> Result<(), Prelo
             budget,
         });
     }
-    let Some(runs) = attributed_runs(bundle, run) else { return Ok(()) };
-    for (step, entries) in runs {
-        let charged: u64 = entries.iter().map(wire_size).sum();
+    if let Some(runs) = attributed_runs(bundle, run) {
+        for (step, entries) in runs {
+            let charged: u64 = entries.iter().map(wire_size).sum();
+            if charged > step.bound {
+                return Err(PreloadViolation::PrefixOverBound {
+                    prefix: step.item.prefix.clone(),
+                    charged,
+                    bound: step.bound,
+                });
+            }
+        }
+    }
+    // What a recorded prefix certainly added, whatever the cuts: the entries under it and under
+    // no other recorded prefix, whose key is not a recorded get-key (a get-key hit is placed and
+    // recorded in phase A, §4.2 A3, and a discarded or skipped prefix places nothing, B1/B3). A
+    // lower bound of the prefix's run, so it holds for the bundle the reference cuts cannot
+    // attribute: other recorded get-keys or prefixes than the reference's, or shifted runs.
+    let recorded = |p: &[u8]| bundle.requested_prefixes.iter().any(|r| r.as_ref() == p);
+    for step in run.prefixes.iter().filter(|s| recorded(&s.item.prefix)) {
+        let prefix = step.item.prefix.as_slice();
+        let charged: u64 = bundle
+            .entries
+            .iter()
+            .filter(|e| {
+                let key: &[u8] = e.key.as_ref();
+                key.starts_with(prefix)
+                    && !bundle.requested_get_keys.iter().any(|g| g.as_ref() == key)
+                    && bundle
+                        .requested_prefixes
+                        .iter()
+                        .filter(|r| key.starts_with(r.as_ref()))
+                        .count()
+                        == 1
+            })
+            .map(wire_size)
+            .sum();
         if charged > step.bound {
             return Err(PreloadViolation::PrefixOverBound {
-                prefix: step.item.prefix.clone(),
+                prefix: prefix.to_vec(),
                 charged,
                 bound: step.bound,
             });

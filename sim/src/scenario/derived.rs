@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::faults::DerivedFaults;
 use super::manifest::ManifestSpec;
 use super::range::{Range, Span};
-use super::{ActionMix, CrashPolicyMix, Scenario};
+use super::{ActionMix, CrashPolicyMix, KeyMix, Scenario};
 use crate::seed::{Draw, SeedStreams};
 
 /// One seed's concrete configuration of a scenario.
@@ -82,6 +82,9 @@ pub struct DerivedWorkload {
     pub input_size: Span,
     pub mix: ActionMix,
     pub crash_policy: CrashPolicyMix,
+    /// Absent in failure files written before the field existed: the default split.
+    #[serde(default)]
+    pub keys: KeyMix,
 }
 
 /// The preload configuration of one seed.
@@ -244,6 +247,7 @@ pub(super) fn draw(s: &Scenario, streams: &SeedStreams) -> Derived {
         input_size: pick_span(streams, "workload.input_size", w.input_size),
         mix: w.mix.clone(),
         crash_policy: w.crash_policy.clone(),
+        keys: w.keys.clone(),
     };
 
     let p = &s.preload;

@@ -250,6 +250,43 @@ impl Default for CrashPolicyMix {
     }
 }
 
+/// `[workload.keys]`: relative weights of the kinds of key a KV write or delete of the driver
+/// addresses (`spec/preload.md` §6.1). The defaults are the driver's historical split, drawn the
+/// same way, so a scenario without this table sees the same keys for the same seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyMix {
+    /// `[2] ++ u16be(id)`, `id < 64`: one of the actor's connections.
+    pub connection: u32,
+    /// `[5,1,2] ++ u64be(id)`, `id < 32`: a queue message.
+    pub message: u32,
+    /// `[6,1] ++ [a, b]`, `a < 8`: a workflow history entry.
+    pub history: u32,
+    /// `[8,1] ++ u32be(page)`, `page < 48`: a database page (also raises `pages` in `[1]`).
+    pub page: u32,
+    /// `[4] ++ k`, `k` of 0 to 3 bytes out of `0x00`, `0x01`, `0x07`, `0xFF`: user KV.
+    pub user: u32,
+}
+
+impl KeyMix {
+    /// `(key kind, weight)` pairs, in the order of the format.
+    pub fn weights(&self) -> [(&'static str, u32); 5] {
+        [
+            ("connection", self.connection),
+            ("message", self.message),
+            ("history", self.history),
+            ("page", self.page),
+            ("user", self.user),
+        ]
+    }
+}
+
+impl Default for KeyMix {
+    fn default() -> Self {
+        KeyMix { connection: 3, message: 1, history: 2, page: 2, user: 2 }
+    }
+}
+
 /// `[workload]`: what the driver does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -269,6 +306,8 @@ pub struct Workload {
     /// a prefix's `maxBytes`) instead of `value_size`: the budget-overflow workload.
     pub budget_overflow_chance: Range<f64>,
     pub crash_policy: CrashPolicyMix,
+    /// Which keys KV writes and deletes address.
+    pub keys: KeyMix,
     /// Size of an actor's input, bytes (a spread).
     pub input_size: Range<u64>,
 }
@@ -284,6 +323,7 @@ impl Default for Workload {
             value_size: Range::new(0, 4_096),
             budget_overflow_chance: Range::new(0.0, 0.1),
             crash_policy: CrashPolicyMix::default(),
+            keys: KeyMix::default(),
             input_size: Range::new(0, 1_024),
         }
     }
@@ -551,6 +591,15 @@ impl Scenario {
             out.push(Problem::new(
                 "workload.budget_overflow_chance",
                 format!("a chance must lie in [0, 1], found {}", w.budget_overflow_chance),
+            ));
+        }
+        let key_total: u64 = w.keys.weights().iter().map(|(_, weight)| u64::from(*weight)).sum();
+        if key_total == 0 {
+            out.push(Problem::new("workload.keys", "at least one key kind needs a weight above 0"));
+        } else if key_total > u64::from(u32::MAX) {
+            out.push(Problem::new(
+                "workload.keys",
+                format!("the weights add up to {key_total}, at most {} allowed", u32::MAX),
             ));
         }
         let c = &w.crash_policy;

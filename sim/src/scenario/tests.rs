@@ -149,6 +149,18 @@ fn out_of_range_values_found_after_parsing_are_named_with_their_line() {
             "weight above 0",
         ),
         (
+            "[workload.keys]\nconnection = 0\nmessage = 0\nhistory = 0\npage = 0\nuser = 0\n",
+            "[workload.keys]",
+            "workload.keys",
+            "weight above 0",
+        ),
+        (
+            "[workload.keys]\nconnection = 4294967295\nuser = 1\n",
+            "[workload.keys]",
+            "workload.keys",
+            "at most 4294967295",
+        ),
+        (
             "[engine.timing]\nping_interval_ms = 3000\nping_intervall_ms = 5\n",
             "ping_intervall_ms",
             "engine.timing.ping_intervall_ms",

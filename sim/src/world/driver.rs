@@ -19,6 +19,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::run::Entry;
+use crate::scenario::KeyMix;
 use crate::seed::SeedStreams;
 use crate::world::config::{draw_span, WorldConfig};
 use crate::world::mail::{CoreMsg, RunnerMsg};
@@ -279,8 +280,11 @@ fn act(
                     let at = shared.lock().clocks.wall(DRIVER, now) + rng.gen_range(1_000..60_000);
                     AppAction::SetAlarm(rng.gen_bool(0.8).then_some(at))
                 }
-                6 => AppAction::Write { key: app_key(rng), value_len: value_len(config, rng) },
-                _ => AppAction::Delete(app_key(rng)),
+                6 => {
+                    let key = app_key(rng, &config.derived.workload.keys);
+                    AppAction::Write { key, value_len: value_len(config, rng) }
+                }
+                _ => AppAction::Delete(app_key(rng, &config.derived.workload.keys)),
             };
             shared.record(DRIVER, Entry::Workload { action: format!("{action:?} -> {actor}") });
             shared.lock().mail.to_runner(index, RunnerMsg::App(actor, action));
@@ -288,12 +292,25 @@ fn act(
     }
 }
 
-fn app_key(rng: &mut ChaCha8Rng) -> AppKey {
-    match rng.gen_range(0..10) {
-        0..=2 => AppKey::Connection(rng.gen_range(0..64)),
-        3 => AppKey::Message(rng.gen_range(0..32)),
-        4..=5 => AppKey::History(vec![rng.gen_range(0..8), rng.gen()]),
-        6..=7 => AppKey::Page(rng.gen_range(0..48)),
+/// A key of the kind drawn by `[workload.keys]`. One `u32` draw in `0..total` picks the kind
+/// (with the default weights, the same draw and the same kind as before the table existed).
+fn app_key(rng: &mut ChaCha8Rng, keys: &KeyMix) -> AppKey {
+    let weights = keys.weights();
+    let total: u32 = weights.iter().map(|(_, w)| *w).sum::<u32>().max(1);
+    let mut pick = rng.gen_range(0..total);
+    let mut kind = "user";
+    for (name, w) in weights {
+        if pick < w {
+            kind = name;
+            break;
+        }
+        pick -= w;
+    }
+    match kind {
+        "connection" => AppKey::Connection(rng.gen_range(0..64)),
+        "message" => AppKey::Message(rng.gen_range(0..32)),
+        "history" => AppKey::History(vec![rng.gen_range(0..8), rng.gen()]),
+        "page" => AppKey::Page(rng.gen_range(0..48)),
         _ => {
             // User keys biased to contain 0x00 and 0xFF anywhere.
             let len = rng.gen_range(0..4);
@@ -327,4 +344,55 @@ fn value_len(config: &WorldConfig, rng: &mut ChaCha8Rng) -> usize {
 fn jitter(rng: &mut ChaCha8Rng, mean: u64) -> u64 {
     let half = mean / 2;
     mean - half + rng.gen_range(0..=mean.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// The key kind the driver drew before `[workload.keys]` existed: one `gen_range(0..10)`.
+    fn historical_kind(rng: &mut ChaCha8Rng) -> &'static str {
+        match rng.gen_range(0..10) {
+            0..=2 => "connection",
+            3 => "message",
+            4..=5 => "history",
+            6..=7 => "page",
+            _ => "user",
+        }
+    }
+
+    fn kind(key: &AppKey) -> &'static str {
+        match key {
+            AppKey::Connection(_) => "connection",
+            AppKey::Message(_) => "message",
+            AppKey::History(_) => "history",
+            AppKey::Page(_) => "page",
+            AppKey::User(_) => "user",
+        }
+    }
+
+    #[test]
+    fn default_key_weights_draw_the_historical_kinds() {
+        let mut new = ChaCha8Rng::seed_from_u64(7);
+        let mut old = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..2_000 {
+            let expected = historical_kind(&mut old);
+            let key = app_key(&mut new, &KeyMix::default());
+            assert_eq!(kind(&key), expected);
+            // Keep the two streams aligned: skip what the kind's own draws consumed.
+            old = new.clone();
+        }
+    }
+
+    #[test]
+    fn key_weights_select_the_kinds() {
+        let only_pages = KeyMix { connection: 0, message: 0, history: 0, page: 1, user: 0 };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert!((0..200).all(|_| kind(&app_key(&mut rng, &only_pages)) == "page"));
+        let users = KeyMix { connection: 1, message: 0, history: 0, page: 0, user: 3 };
+        let n = (0..4_000).filter(|_| kind(&app_key(&mut rng, &users)) == "user").count();
+        assert!((2_800..3_200).contains(&n), "{n} user keys out of 4000 at weight 3 of 4");
+    }
 }
