@@ -99,8 +99,10 @@ fn l3_an_event_applied_after_its_bound_is_reported_although_the_run_converges() 
     // EVENT_RESEND_INTERVAL + Δ = 15 s from T_q: applied at 15.5 s, nothing open at the end.
     let w = late_event(15_500, 1_000);
     let mut checker = w.check();
-    assert!(checker.obligations(w.now + 1).is_empty());
-    checker.finish(w.now + 60_000);
+    let open = checker.obligations(w.now + 1);
+    assert!(!open.iter().any(|o| o.starts_with("L3")), "{open:?}");
+    // (The actor is still Starting in this history; finish before L4's bound.)
+    checker.finish(w.now + 1);
     assert_only(&checker, &["L3"]);
     assert!(checker.violations()[0].detail.contains("applied or classified stale"));
 }
@@ -110,7 +112,7 @@ fn l3_an_event_forgotten_after_its_bound_is_reported_although_the_run_converges(
     // Applied in time (14 s), forgotten after the further EVENT_ACK_MAX_DELAY + Δ (22 s total).
     let w = late_event(14_000, 8_500);
     let mut checker = w.check();
-    checker.finish(w.now + 60_000);
+    checker.finish(w.now + 1);
     assert_only(&checker, &["L3"]);
     assert!(checker.violations()[0].detail.contains("acknowledged and forgotten"));
 }
@@ -119,7 +121,7 @@ fn l3_an_event_forgotten_after_its_bound_is_reported_although_the_run_converges(
 fn l3_quiet_when_an_event_is_applied_and_forgotten_within_its_bounds() {
     let w = late_event(14_000, 7_000);
     let mut checker = w.check();
-    checker.finish(w.now + 60_000);
+    checker.finish(w.now + 1);
     assert_only(&checker, &[]);
 }
 
