@@ -142,9 +142,59 @@ impl Checker {
             if class == EventClass::Stale {
                 self.progress += 1;
             }
-            if let Some(o) = self.procs.get_mut(runner).and_then(|p| p.events.get_mut(&key)) {
-                o.unresolved.remove(&index);
+            let emitted = self
+                .procs
+                .get_mut(runner)
+                .and_then(|p| p.events.get_mut(&key))
+                .and_then(|o| o.unresolved.remove(&index));
+            if let Some(emitted) = emitted {
+                self.check_l3_late(at, runner, actor, generation, index, emitted, false);
             }
+        }
+    }
+
+    /// L3 when an obligation closes (`spec/protocol.md` §8.3 L3: an event "is applied, or
+    /// classified stale, within `EVENT_RESEND_INTERVAL + Δ`" and "acknowledged and forgotten by
+    /// the runner within a further `EVENT_ACK_MAX_DELAY + Δ`"). `finish` only sees obligations
+    /// still open at the end of the run; an event resolved after its bound and before the end is
+    /// as much a violation, so it is checked here with the same trigger and bound as
+    /// `open_obligations`: from `max(T_q, emitted, current ready connection)`, only in the heal
+    /// phase and while the runner holds a ready connection (otherwise no obligation is open).
+    #[allow(clippy::too_many_arguments)]
+    fn check_l3_late(
+        &mut self,
+        at: At,
+        runner: &RunnerId,
+        actor: &str,
+        generation: u32,
+        index: i64,
+        emitted: u64,
+        forgotten: bool,
+    ) {
+        let Some(t_q) = self.heal_at.filter(|t| at.ms >= *t) else { return };
+        let Some((_, ready)) = self.procs.get(runner).and_then(|p| p.ready) else { return };
+        let t = &self.cfg.timing;
+        let delta = self.cfg.liveness_delta_ms;
+        let apply = t.event_resend_interval_ms + delta;
+        let bound = if forgotten { apply + t.event_ack_max_delay_ms + delta } else { apply };
+        let since = emitted.max(ready).max(t_q);
+        let due = since.saturating_add(bound);
+        if at.ms > due {
+            let what = if forgotten {
+                "acknowledged and forgotten"
+            } else {
+                "applied or classified stale"
+            };
+            self.flag(
+                names::L3,
+                at,
+                Some(actor),
+                Some(runner),
+                format!(
+                    "event ({actor}, {generation}, {index}) of {runner} {what} at {} ms, after its bound (open since {since} ms, due {due} ms)",
+                    at.ms
+                ),
+            );
         }
     }
 
@@ -171,8 +221,13 @@ impl Checker {
         }
         let bound = self.cfg.timing.event_ack_max_delay_ms + self.cfg.liveness_delta_ms;
         let mut late: Option<(i64, u64)> = None;
+        // The oldest entry each L3 obligation closes here (checked for lateness below).
+        let mut resolved: Option<(i64, u64)> = None;
+        let mut forgot: Option<(i64, u64)> = None;
         if let Some(p) = self.procs.get_mut(runner) {
             if let Some(o) = p.events.get_mut(&key) {
+                resolved = o.unresolved.range(..=index).next().map(|(i, e)| (*i, *e));
+                forgot = o.unforgotten.range(..=index).next().map(|(i, e)| (*i, *e));
                 o.unresolved.retain(|i, _| *i > index);
                 o.unforgotten.retain(|i, _| *i > index);
                 late = o
@@ -185,6 +240,12 @@ impl Checker {
                     p.events.remove(&key);
                 }
             }
+        }
+        if let Some((i, emitted)) = resolved {
+            self.check_l3_late(at, runner, actor, generation, i, emitted, false);
+        }
+        if let Some((i, emitted)) = forgot {
+            self.check_l3_late(at, runner, actor, generation, i, emitted, true);
         }
         if let Some((i, emitted)) = late {
             self.flag(

@@ -73,6 +73,58 @@ fn l3_an_emitted_event_never_applied() {
     assert_only(&checker, &["L3", "L10", "L4"]);
 }
 
+/// An event emitted before the heal phase, then applied `apply_after` ms into it and
+/// acknowledged (and forgotten) `ack_after` ms later; the run then converges.
+fn late_event(apply_after: u64, ack_after: u64) -> World {
+    let mut w = World::new();
+    let r1 = rid("r1");
+    w.connect(&r1, ConnId(1));
+    w.create_actor("a1", CrashPolicy::Restart);
+    w.allocate("a1", &r1, 0);
+    w.deliver_start("a1", &r1, ConnId(1), 0, Some(p::preloaded_kv::empty_keyspace()));
+    // Emitted in the fault phase: no L10 history-bound obligation, only L3 from T_q.
+    w.emit("a1", &r1, ConnId(1), 0, 0, running());
+    w.tick(1_000);
+    heal(&mut w);
+    w.tick(apply_after);
+    w.step("a1", vec![]);
+    w.classify("a1", &r1, 0, 0, EventClass::Applied, running());
+    w.tick(ack_after);
+    w.ack_events("a1", &r1, ConnId(1), 0, 0);
+    w
+}
+
+#[test]
+fn l3_an_event_applied_after_its_bound_is_reported_although_the_run_converges() {
+    // EVENT_RESEND_INTERVAL + Δ = 15 s from T_q: applied at 15.5 s, nothing open at the end.
+    let w = late_event(15_500, 1_000);
+    let mut checker = w.check();
+    let open = checker.obligations(w.now + 1);
+    assert!(!open.iter().any(|o| o.starts_with("L3")), "{open:?}");
+    // (The actor is still Starting in this history; finish before L4's bound.)
+    checker.finish(w.now + 1);
+    assert_only(&checker, &["L3"]);
+    assert!(checker.violations()[0].detail.contains("applied or classified stale"));
+}
+
+#[test]
+fn l3_an_event_forgotten_after_its_bound_is_reported_although_the_run_converges() {
+    // Applied in time (14 s), forgotten after the further EVENT_ACK_MAX_DELAY + Δ (22 s total).
+    let w = late_event(14_000, 8_500);
+    let mut checker = w.check();
+    checker.finish(w.now + 1);
+    assert_only(&checker, &["L3"]);
+    assert!(checker.violations()[0].detail.contains("acknowledged and forgotten"));
+}
+
+#[test]
+fn l3_quiet_when_an_event_is_applied_and_forgotten_within_its_bounds() {
+    let w = late_event(14_000, 7_000);
+    let mut checker = w.check();
+    checker.finish(w.now + 1);
+    assert_only(&checker, &[]);
+}
+
 #[test]
 fn l10_a_heal_phase_event_forgotten_only_after_a_periodic_resend() {
     let mut w = World::new();
