@@ -108,6 +108,14 @@ impl Timing {
         if self.event_ack_max_delay_ms >= self.event_resend_interval_ms {
             return Err("EVENT_ACK_MAX_DELAY < EVENT_RESEND_INTERVAL");
         }
+        // A start command with the largest input and a full bundle must fit one frame.
+        if MAX_ACTOR_INPUT_BYTES + PRELOAD_MAX_TOTAL_BYTES as usize + 64 * 1024
+            > self.max_frame_bytes
+        {
+            return Err(
+                "MAX_ACTOR_INPUT_BYTES + PRELOAD_MAX_TOTAL_BYTES + 64 KiB <= MAX_FRAME_BYTES",
+            );
+        }
         if self.replay_page_keys == 0 || self.frame_max_commands == 0 || self.events_frame_max == 0
         {
             return Err("page and frame sizes must be at least 1");

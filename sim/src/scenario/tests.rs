@@ -173,6 +173,12 @@ fn out_of_range_values_found_after_parsing_are_named_with_their_line() {
             "MAX_LINK_DELAY + MAX_STEP_DELAY < FENCE_MARGIN",
         ),
         (
+            "[engine.timing]\nmax_frame_bytes = 5308415\n",
+            "[engine.timing]",
+            "engine.timing",
+            "MAX_ACTOR_INPUT_BYTES + PRELOAD_MAX_TOTAL_BYTES + 64 KiB <= MAX_FRAME_BYTES",
+        ),
+        (
             "[engine.timing]\nbackoff_max_exponent = 5000000000\n",
             "backoff_max_exponent",
             "engine.timing.backoff_max_exponent",

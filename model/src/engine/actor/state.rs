@@ -247,7 +247,13 @@ pub fn store(txn: &mut Txn, state: &WorkflowState) {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 mod hex_input {
@@ -269,10 +275,21 @@ mod hex_input {
         let digits = text.as_bytes();
         let mut out = Vec::with_capacity(digits.len() / 2);
         for pair in digits.chunks_exact(2) {
-            let nibble =
-                |c: u8| (c as char).to_digit(16).ok_or_else(|| D::Error::custom("bad hex digit"));
-            out.push((nibble(pair[0])? * 16 + nibble(pair[1])?) as u8);
+            out.push(
+                nibble(pair[0]).ok_or_else(|| D::Error::custom("bad hex digit"))? << 4
+                    | nibble(pair[1]).ok_or_else(|| D::Error::custom("bad hex digit"))?,
+            );
         }
         Ok(Some(out))
+    }
+
+    /// The value of one hex digit (either case, as `char::to_digit(16)` accepts).
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
     }
 }
