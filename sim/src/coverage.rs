@@ -53,7 +53,7 @@ pub const PROBES: &[(&str, &str)] = &[
     ("core-crash", "the core node crashed and restarted from the store"),
     ("core-crash-between-persist-and-delivery", "the core crashed after persisting a command that no edge had sent yet (its restart must publish it)"),
     ("edge-crash", "an edge node crashed"),
-    ("runner-expired", "the registry expired a runner (ping-based lost detection)"),
+    ("runner-expired", "the registry expired a runner whose liveness writes stopped (lost, or drained and gone)"),
     ("runner-drained", "a runner process drained (sent ToRivetStopping)"),
     // Reported by the model itself (`Fact::Probe`).
     ("replay-multi-page", "a reconnect replayed unacked commands in more than one page"),
