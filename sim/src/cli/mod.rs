@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pegsim::report::SweepReport;
 use pegsim::run::{RunOutcome, RunSpec, Violation};
-use pegsim::scenario::{Scenario, ScenarioError};
+use pegsim::scenario::{Scenario, ScenarioError, NOT_SCENARIOS};
 use pegsim::seed::{SeedRange, Shard};
 use pegsim_model::canary::{Canaries, Canary};
 
@@ -49,10 +49,6 @@ pub const EXIT_HELD: u8 = 0;
 pub const EXIT_VIOLATION: u8 = 1;
 /// Exit code: bad input, or a run that could not run.
 pub const EXIT_BAD_INPUT: u8 = 2;
-
-/// Files of the scenario folder that are not scenarios: the regression corpus and the canary
-/// proofs.
-pub const NOT_SCENARIOS: [&str; 2] = ["regressions.toml", "canaries.toml"];
 
 /// The invariant name given to a run that panicked.
 pub const PANIC_INVARIANT: &str = "PANIC the run panicked";

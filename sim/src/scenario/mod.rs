@@ -52,6 +52,10 @@ pub use range::{Range, Span, Versions};
 
 use crate::seed::SeedStreams;
 
+/// Files of the scenario folder that are not scenarios: the regression seed corpus and the canary
+/// proofs.
+pub const NOT_SCENARIOS: [&str; 2] = ["regressions.toml", "canaries.toml"];
+
 /// A scenario file that cannot be used, located in its file.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScenarioError {
