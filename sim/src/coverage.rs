@@ -133,17 +133,14 @@ impl Coverage {
             Fact::RunnerConnClosed { runner, .. } if self.holds_unacked(runner) => {
                 hit.push("reconnect-with-unacked-events");
             }
-            Fact::RunnerCommand { kind: CommandKind::Start, disposition, .. } => {
-                match disposition {
-                    CommandDisposition::Dup => hit.push("duplicate-start"),
-                    CommandDisposition::Moot => hit.push("start-for-stopped-generation"),
-                    CommandDisposition::Hold => hit.push("command-held-for-gap"),
-                    _ => {}
+            Fact::RunnerCommand { kind, disposition, .. } => match (kind, disposition) {
+                (_, CommandDisposition::Hold) => hit.push("command-held-for-gap"),
+                (CommandKind::Start, CommandDisposition::Dup) => hit.push("duplicate-start"),
+                (CommandKind::Start, CommandDisposition::Moot) => {
+                    hit.push("start-for-stopped-generation")
                 }
-            }
-            Fact::RunnerCommand { disposition: CommandDisposition::Hold, .. } => {
-                hit.push("command-held-for-gap");
-            }
+                _ => {}
+            },
             Fact::EventClassified { class, .. } => match class {
                 EventClass::Dup => hit.push("event-behind-cursor"),
                 EventClass::Gap => hit.push("event-ahead-of-cursor"),

@@ -1,6 +1,7 @@
 //! A batch of independent runs on `std::thread::scope` threads, results in input order. Used by
 //! the commands that run a handful of specific `(scenario, seed, canaries)` runs (`canaries`,
-//! `regress`) rather than a seed range (`sweep`, which has its own progress and report).
+//! `regress`) rather than a seed range (`sweep`, which has its own progress and report), and
+//! the TOML error message both of their input files use.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -37,4 +38,11 @@ pub(super) fn run_batch(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err("the run did not report".to_string())))
         .collect()
+}
+
+/// `file:line: message` for a TOML file that did not parse into the expected shape.
+pub(super) fn toml_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    let at = line.map_or(String::new(), |l| format!(":{l}"));
+    format!("{}{at}: {}", path.display(), super::one_line(e.message()))
 }

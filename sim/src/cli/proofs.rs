@@ -23,7 +23,7 @@ use pegsim::run::{RunSpec, TraceMode};
 use pegsim_model::canary::{Canaries, Canary};
 use serde::Deserialize;
 
-use super::batch::run_batch;
+use super::batch::{run_batch, toml_error};
 use super::{bad_input, load_scenario, one_line, Context, EXIT_HELD, EXIT_VIOLATION};
 
 /// Where the `r`-th range of `--ranges` starts: `r × RANGE_STRIDE`.
@@ -82,11 +82,7 @@ fn placeholder() -> Canary {
 fn load(path: &Path) -> Result<ProofFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the proof file: {e}", path.display()))?;
-    let mut file: ProofFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        let at = line.map_or(String::new(), |l| format!(":{l}"));
-        format!("{}{at}: {}", path.display(), one_line(e.message()))
-    })?;
+    let mut file: ProofFile = toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))?;
     for (i, entry) in file.canary.iter_mut().enumerate() {
         entry.canary = entry.name.parse().map_err(|e| {
             format!("{}: canary entry {}: field `name`: {e}", path.display(), i + 1)

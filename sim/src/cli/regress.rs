@@ -23,7 +23,7 @@ use pegsim::run::{RunSpec, TraceMode};
 use pegsim_model::canary::{Canaries, Canary};
 use serde::Deserialize;
 
-use super::batch::run_batch;
+use super::batch::{run_batch, toml_error};
 use super::{
     bad_input, load_scenario, one_line, violation_line, Context, EXIT_HELD, EXIT_VIOLATION,
 };
@@ -58,11 +58,7 @@ fn load(path: &Path) -> Result<Corpus, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Corpus::default()),
         Err(e) => return Err(format!("{}: cannot read the corpus: {e}", path.display())),
     };
-    toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        let at = line.map_or(String::new(), |l| format!(":{l}"));
-        format!("{}{at}: {}", path.display(), one_line(e.message()))
-    })
+    toml::from_str(&text).map_err(|e| toml_error(path, &text, &e))
 }
 
 fn canary_set(names: &[String], path: &Path, entry: usize) -> Result<Canaries, String> {
