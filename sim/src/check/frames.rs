@@ -73,6 +73,15 @@ impl Checker {
                 self.on_runner_frame_received(at, conn, runner.as_ref(), m)
             }
             (Dir::ToEngine, false, d) => self.on_runner_frame_sent(at, conn, runner.as_ref(), d),
+            (Dir::ToEngine, true, Decoded::ToRivet(ToRivet::ToRivetEvents(events))) => {
+                self.conn(conn).last_events = events
+                    .iter()
+                    .map(|e| {
+                        let cp = &e.checkpoint;
+                        (cp.actor_id.to_string(), cp.generation, cp.index)
+                    })
+                    .collect();
+            }
             (Dir::ToEngine, true, Decoded::ToRivet(ToRivet::ToRivetAckCommands(acks))) => {
                 if let Some(r) = &runner {
                     for cp in &acks.last_command_checkpoints {

@@ -168,6 +168,7 @@ impl Checker {
             return;
         }
         *self.node_incarnation.entry(node.to_string()).or_default() += 1;
+        self.forget_demux_node(node);
         let runners: Vec<RunnerId> =
             self.procs.iter().filter(|(_, p)| p.node == node).map(|(r, _)| r.clone()).collect();
         for runner in runners {

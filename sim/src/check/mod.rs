@@ -17,6 +17,7 @@
 //! - `events`: S4, S5, S8;
 //! - `commands`: S6, S7 (command execution), S9, S10;
 //! - `frames`: S11 and the connection bookkeeping;
+//! - `demux`: the edge demuxer's accounting of accepted events (§4.3, reported as L3);
 //! - `registry`: S12, S13, S14, S15, S18;
 //! - `preload`: S19 (P0–P16), K6 and the data-loss oracle;
 //! - `liveness`: L1–L10.
@@ -48,6 +49,7 @@
 
 mod commands;
 mod commit;
+mod demux;
 mod envelope;
 mod events;
 mod frames;
@@ -192,6 +194,10 @@ pub struct Checker {
     pool_capacity: BTreeMap<(String, String), u64>,
     /// L8: when each pending entry appeared.
     pending_since: BTreeMap<(ActorId, PendingEntry), u64>,
+    /// §4.3: every demuxer queue's accepted events not yet in the workflow's inbox.
+    demux_queues: BTreeMap<(ConnId, ActorId), demux::DemuxAccount>,
+    /// The connection of each registration `(runner, epoch)` that has demuxer queues.
+    demux_conn_of: BTreeMap<(RunnerId, u64), ConnId>,
     /// Some applied commit was never recorded (see `names::HISTORY`): the keyspace shadow is
     /// incomplete, so the checks that read actor keyspaces are suspended.
     shadow_gap: bool,
@@ -226,6 +232,8 @@ impl Checker {
             key_owner: BTreeMap::new(),
             late_starts: Vec::new(),
             pool_capacity: BTreeMap::new(),
+            demux_queues: BTreeMap::new(),
+            demux_conn_of: BTreeMap::new(),
             pending_since: BTreeMap::new(),
             shadow_gap: false,
         }
@@ -363,13 +371,15 @@ impl Checker {
             ),
             Fact::DemuxEnqueue { conn, actor, .. } => {
                 self.conn(*conn).demux.insert(actor.clone(), at.ms);
+                self.on_demux_enqueue(node, *conn, actor);
             }
             Fact::DemuxRemove { conn, actor } => {
                 if let Some(c) = self.conns.get_mut(conn) {
                     c.demux.remove(actor);
                 }
+                self.on_demux_remove(at, *conn, actor);
             }
-            Fact::DemuxDiscard { .. } => {}
+            Fact::DemuxDiscard { conn, actor, .. } => self.on_demux_discard(at, *conn, actor),
             Fact::KvAnswered {
                 runner, conn, epoch, actor, request_id, mutation_version, ..
             } => self.on_kv_answered(
@@ -382,7 +392,10 @@ impl Checker {
                 *mutation_version,
             ),
             Fact::CommandAckApplied { .. } => self.progress += 1,
-            Fact::EdgeConnClosed { conn, .. } => self.on_edge_conn_closed(at, *conn),
+            Fact::EdgeConnClosed { conn, .. } => {
+                self.on_demux_conn_closed(at, *conn);
+                self.on_edge_conn_closed(at, *conn)
+            }
             Fact::Ready { runner, conn, epoch, .. } => self.on_ready(at, runner, *conn, *epoch),
             Fact::Teardown { runner, conn, current, .. } => {
                 if *current {

@@ -211,6 +211,8 @@ pub(super) struct ConnTrack {
     pub first_start: BTreeMap<(ActorId, u32), StartSnapshot>,
     /// L10: demuxer queues: actor -> last activity ms.
     pub demux: BTreeMap<ActorId, u64>,
+    /// §4.3: the events of the last `ToRivetEvents` frame the edge read: `(A, g, i)`.
+    pub last_events: Vec<(ActorId, u32, i64)>,
     pub edge_closed: bool,
     pub runner_closed: bool,
 }

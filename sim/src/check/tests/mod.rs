@@ -5,6 +5,7 @@ mod support;
 
 mod clean;
 mod commands;
+mod demux;
 mod envelope;
 mod events;
 mod frames;
