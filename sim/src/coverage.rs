@@ -24,6 +24,10 @@
 //!   (`core-crash-between-persist-and-delivery`): the history does not record the bus publish
 //!   itself, so a command published but still on the bus counts too; either way the restarted
 //!   core must publish it again from its outbox.
+//! - "A duplicate start for a stopped generation" is a `Start` the runner classifies as a
+//!   duplicate while its record of that generation is a tombstone (an `InstanceTerminate` not yet
+//!   followed by `TombstoneDrop`). §3.5 checks duplicates before termination, so a start is never
+//!   `cmd_moot`: a `Start` is index 0 and a record exists only once index 0 was processed.
 //! - "A commit-outcome-unknown on a command write" is a workflow step whose commit returned
 //!   `unknown` but applied, with a command key among its writes.
 
@@ -42,7 +46,7 @@ pub const PROBES: &[(&str, &str)] = &[
     // Derived from the history by `Coverage`.
     ("reconnect-with-unacked-events", "a runner connection closed while the runner held unacked events"),
     ("duplicate-start", "a runner received a start it had already processed (cmd_dup)"),
-    ("start-for-stopped-generation", "a runner received a start of a generation that had already stopped (cmd_moot)"),
+    ("start-for-stopped-generation", "a runner received a duplicate start of a generation whose instance had already terminated (cmd_dup against its tombstone)"),
     ("command-held-for-gap", "a runner held a command until its predecessor arrived (cmd_hold)"),
     ("event-behind-cursor", "the workflow classified an event at or behind its cursor (dup)"),
     ("event-ahead-of-cursor", "the workflow saw an event beyond cursor + 1 (gap)"),
@@ -83,6 +87,8 @@ pub struct Coverage {
     unknown_applied: BTreeSet<u64>,
     /// Commands persisted by a workflow step that no edge has sent yet.
     undelivered: BTreeSet<(RunnerId, ActorId, u32, i64)>,
+    /// Generations whose instance terminated on a runner and whose tombstone is still kept.
+    tombstones: BTreeSet<(RunnerId, ActorId, u32)>,
 }
 
 /// Undelivered commands remembered at most (a runner that never reconnects leaves its commands
@@ -126,21 +132,31 @@ impl Coverage {
                     }
                 }
             }
+            Fact::InstanceTerminate { runner, actor, generation, .. } => {
+                self.tombstones.insert((runner.clone(), actor.clone(), *generation));
+            }
             Fact::TombstoneDrop { runner, actor, generation } => {
-                self.outstanding.remove(&(runner.clone(), actor.clone(), *generation));
+                let key = (runner.clone(), actor.clone(), *generation);
+                self.outstanding.remove(&key);
+                self.tombstones.remove(&key);
             }
             Fact::RunnerExit { runner, .. } => self.forget_runner(runner),
             Fact::RunnerConnClosed { runner, .. } if self.holds_unacked(runner) => {
                 hit.push("reconnect-with-unacked-events");
             }
-            Fact::RunnerCommand { kind, disposition, .. } => match (kind, disposition) {
-                (_, CommandDisposition::Hold) => hit.push("command-held-for-gap"),
-                (CommandKind::Start, CommandDisposition::Dup) => hit.push("duplicate-start"),
-                (CommandKind::Start, CommandDisposition::Moot) => {
-                    hit.push("start-for-stopped-generation")
+            Fact::RunnerCommand { runner, actor, generation, kind, disposition, .. } => {
+                match (kind, disposition) {
+                    (_, CommandDisposition::Hold) => hit.push("command-held-for-gap"),
+                    (CommandKind::Start, CommandDisposition::Dup) => {
+                        hit.push("duplicate-start");
+                        let key = (runner.clone(), actor.clone(), *generation);
+                        if self.tombstones.contains(&key) {
+                            hit.push("start-for-stopped-generation");
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             Fact::EventClassified { class, .. } => match class {
                 EventClass::Dup => hit.push("event-behind-cursor"),
                 EventClass::Gap => hit.push("event-ahead-of-cursor"),
@@ -191,6 +207,7 @@ impl Coverage {
     /// A runner process that exited holds nothing any more.
     fn forget_runner(&mut self, runner: &RunnerId) {
         self.outstanding.retain(|(r, _, _), _| r != runner);
+        self.tombstones.retain(|(r, _, _)| r != runner);
     }
 }
 
@@ -271,6 +288,41 @@ mod tests {
         assert_eq!(fact(&mut c, closed()), vec!["reconnect-with-unacked-events"], "1 still held");
         fact(&mut c, forget(1));
         assert!(fact(&mut c, closed()).is_empty());
+    }
+
+    fn start_received(disposition: CommandDisposition) -> Fact {
+        Fact::RunnerCommand {
+            runner: runner(),
+            conn: ConnId(2),
+            actor: "a".into(),
+            generation: 0,
+            index: 0,
+            kind: CommandKind::Start,
+            disposition,
+        }
+    }
+
+    #[test]
+    fn a_duplicate_start_counts_as_stopped_only_against_a_tombstone() {
+        let mut c = Coverage::default();
+        assert!(fact(&mut c, start_received(CommandDisposition::Exec)).is_empty());
+        assert_eq!(fact(&mut c, start_received(CommandDisposition::Dup)), vec!["duplicate-start"]);
+        fact(
+            &mut c,
+            Fact::InstanceTerminate {
+                runner: runner(),
+                actor: "a".into(),
+                generation: 0,
+                code: p::StopCode::Ok,
+                reason: "stopped".into(),
+            },
+        );
+        assert_eq!(
+            fact(&mut c, start_received(CommandDisposition::Dup)),
+            vec!["duplicate-start", "start-for-stopped-generation"]
+        );
+        fact(&mut c, Fact::TombstoneDrop { runner: runner(), actor: "a".into(), generation: 0 });
+        assert_eq!(fact(&mut c, start_received(CommandDisposition::Dup)), vec!["duplicate-start"]);
     }
 
     fn bundle(keys: &[&[u8]], prefixes: &[&[u8]], entries: &[&[u8]]) -> PreloadedKv {
