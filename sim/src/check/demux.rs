@@ -10,7 +10,10 @@
 //! How it is decided from the history alone:
 //! - *accepted*: when the edge records `DemuxEnqueue{conn, A}`, the events of `A` in the last
 //!   `ToRivetEvents` frame the edge read on `conn` are added to the queue's pending set (the spec's
-//!   expectation: every event of the frame is enqueued, the queue's first one included);
+//!   expectation: every event of the frame is enqueued, the queue's first one included). This
+//!   relies on the edge ingesting a frame in the step that reads it: frames read before
+//!   `ToEnvoyInit` wait in the edge's early buffer, but a runner sends events only once its
+//!   connection is ready, so no events frame waits there;
 //! - *handed over*: a commit that writes an `Events{runner, epoch, events}` signal into `A`'s
 //!   inbox (the shadow's view of the mutations) removes those events from the pending set of the
 //!   queue of the connection registered as `(runner, epoch)`;
