@@ -16,7 +16,7 @@ use pegsim_model::store::{CommitFault, Store};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::check::Checker;
+use crate::check::{CheckConfig, Checker};
 use crate::coverage::Coverage;
 use crate::history::History;
 use crate::net::{LinkControl, LinkRegistry};
@@ -107,6 +107,8 @@ pub struct Recorder {
     pub latencies_ms: BTreeMap<String, Vec<u64>>,
     /// Set when the first violation is seen: its history position.
     pub first_violation_seq: Option<u64>,
+    /// Set once the outcome was taken: nothing is recorded any more (world teardown).
+    pub closed: bool,
 }
 
 /// History lines kept before and after the first violation, for the failure timeline.
@@ -117,8 +119,18 @@ pub const TIMELINE_AFTER: u64 = 10;
 const LATENCY_SAMPLES_MAX: usize = 10_000;
 
 impl Recorder {
+    /// Free the checker's and the coverage's memory once the outcome has been taken.
+    fn release(&mut self) {
+        self.closed = true;
+        self.checker = Checker::new(CheckConfig::default());
+        self.coverage = Coverage::default();
+    }
+
     /// Append an entry, run the safety checks on it, count faults and probes.
     pub fn record(&mut self, at_ms: u64, node: &str, entry: Entry) {
+        if self.closed {
+            return;
+        }
         match &entry {
             Entry::Fault { class, detail } if !detail.starts_with("end") => {
                 *self.fault_counts.entry(class.clone()).or_default() += 1;
@@ -306,6 +318,20 @@ impl Shared {
 }
 
 impl State {
+    /// End of the world (see `world::teardown`): stop recording, and drop everything that can
+    /// hold a task's waker or a node handle (the mailboxes' senders, link controls, the bus node)
+    /// and the run's big data (store, checker state, coverage). Node tasks hold [`Shared`], so a
+    /// sender kept here that wakes one of them closes a reference cycle through the task.
+    pub fn release(&mut self) {
+        self.bus_node = None;
+        self.mail = Mailboxes::default();
+        self.links.clear();
+        self.link_registry = LinkRegistry::new();
+        self.store = Store::default();
+        self.instances.clear();
+        self.recorder.release();
+    }
+
     pub fn new(
         clock: SimClock,
         canaries: Canaries,
