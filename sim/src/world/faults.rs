@@ -3,7 +3,9 @@
 //! - classes with a rate (connection resets, half-open links, reconnect storms, link delays,
 //!   one-way and swizzle clogs, partitions, edge / core / runner crashes, process pauses, clock
 //!   jumps) fire as events with exponential gaps during the fault phase, each drawn from the
-//!   class's own stream `faults:<class>`;
+//!   class's own stream `faults:<class>`. A class's faults never overlap: the next gap starts
+//!   when the previous fault has ended (its duration is awaited in `class_loop`), so long faults
+//!   lower the class's effective rate (documented in `scenarios/README.md`);
 //! - per-message and per-commit classes (signal and bus faults, store conflicts and unknown
 //!   outcomes, preload read failures) are probabilities the buses and the store-fault decider
 //!   apply to every message or commit during the fault phase (they record each fault they fire);
