@@ -63,12 +63,8 @@ impl Checker {
     pub(super) fn on_demux_enqueue(&mut self, node: &str, conn: ConnId, actor: &ActorId) {
         let Some(c) = self.conns.get(&conn) else { return };
         let (Some(runner), Some(epoch)) = (c.runner.clone(), c.epoch) else { return };
-        let accepted: Vec<(u32, i64)> = c
-            .last_events
-            .iter()
-            .filter(|(a, ..)| a == actor)
-            .map(|(_, g, i)| (*g, *i))
-            .collect();
+        let accepted: Vec<(u32, i64)> =
+            c.last_events.iter().filter(|(a, ..)| a == actor).map(|(_, g, i)| (*g, *i)).collect();
         self.demux_conn_of.insert((runner.clone(), epoch), conn);
         let account =
             self.demux_queues.entry((conn, actor.clone())).or_insert_with(|| DemuxAccount {

@@ -213,6 +213,11 @@ impl Shared {
         Shared(Arc::new(Mutex::new(state)))
     }
 
+    /// A reference that does not keep the state alive.
+    pub fn downgrade(&self) -> std::sync::Weak<Mutex<State>> {
+        Arc::downgrade(&self.0)
+    }
+
     /// Lock the state. A poisoned lock means a panic already ended the world; its state is still
     /// the best record of what happened, so it is used as is.
     pub fn lock(&self) -> MutexGuard<'_, State> {

@@ -131,10 +131,7 @@ fn a_gone_workflow_excuses_the_queue() {
 fn an_edge_crash_loses_queues_without_a_violation() {
     let (mut w, r1, _) = running_actor();
     accept_alarm(&mut w, &r1);
-    w.push(
-        "sim",
-        crate::run::Entry::Node { node: EDGE.to_string(), event: "crash".to_string() },
-    );
+    w.push("sim", crate::run::Entry::Node { node: EDGE.to_string(), event: "crash".to_string() });
     remove(&mut w);
     assert_only(&w.check(), &[]);
 }
