@@ -141,10 +141,12 @@ impl Checker {
         self.forget_demux_queue(conn, actor);
     }
 
-    /// Why dropping events of `conn` now breaks §4.3, or `None` if the flush timeout has passed.
+    /// Why dropping events of `conn` now breaks §4.3, or `None` if the flush timeout has passed
+    /// (or the queue has no account: nothing is known about it, so nothing is claimed).
     fn early_drop(&self, at: At, conn: ConnId, actor: &ActorId) -> Option<String> {
         let flush = self.cfg.timing.demux_flush_timeout_ms;
-        match self.demux_queues.get(&(conn, actor.clone())).and_then(|a| a.closed_at) {
+        let account = self.demux_queues.get(&(conn, actor.clone()))?;
+        match account.closed_at {
             None => Some("while its connection was open".to_string()),
             Some(closed) if at.ms < closed + flush => Some(format!(
                 "{} ms after the connection closed, before DEMUX_FLUSH_TIMEOUT ({flush} ms)",
