@@ -36,7 +36,7 @@ impl Checker {
             );
         }
         let changes = self.shadow.apply(version, applied);
-        self.on_inbox_writes(applied);
+        self.on_inbox_writes(label, applied);
         let mut window = Window::new(at, node);
         for change in &changes {
             match &change.kind {

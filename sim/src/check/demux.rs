@@ -36,7 +36,7 @@
 use std::collections::BTreeSet;
 
 use pegsim_model::engine::signal::Signal;
-use pegsim_model::fact::ConnId;
+use pegsim_model::fact::{ConnId, TxnLabel};
 use pegsim_model::keys::{ActorId, RunnerId, TupleReader};
 use pegsim_model::records;
 use pegsim_model::store::Mutation;
@@ -77,9 +77,10 @@ impl Checker {
         account.pending.extend(accepted);
     }
 
-    /// A commit's inbox writes: `Events` signals hand their events over.
-    pub(super) fn on_inbox_writes(&mut self, applied: &[Mutation]) {
-        if self.demux_queues.is_empty() {
+    /// A signal-bus commit's inbox writes: `Events` signals hand their events over (only the
+    /// bus's `SignalEnqueue` transactions write them; other commits are skipped unread).
+    pub(super) fn on_inbox_writes(&mut self, label: TxnLabel, applied: &[Mutation]) {
+        if label != TxnLabel::SignalEnqueue || self.demux_queues.is_empty() {
             return;
         }
         for mutation in applied {
@@ -121,21 +122,20 @@ impl Checker {
 
     /// `DemuxRemove{conn, actor}`: the queue must hold nothing the workflow has not received.
     pub(super) fn on_demux_remove(&mut self, at: At, conn: ConnId, actor: &ActorId) {
-        let held = self
-            .demux_queues
-            .get(&(conn, actor.clone()))
-            .filter(|a| !a.pending.is_empty())
-            .map(|a| (a.pending.len(), a.pending.first().copied(), a.runner.clone()));
-        if let Some((count, Some((g, i)), runner)) = held {
-            if self.shadow.actor_ns.contains(actor) {
-                if let Some(why) = self.early_drop(at, conn, actor) {
-                    let detail = format!(
-                        "the demuxer queue of {actor} on {conn} was removed {why}, holding {count} \
-                         accepted event(s) never handed to the workflow (first: g{g} #{i}); \
-                         §4.3: a queue is never cancelled while it holds events"
-                    );
-                    self.flag(names::L3, at, Some(actor), Some(&runner), detail);
-                }
+        let held = self.demux_queues.get(&(conn, actor.clone())).and_then(|a| {
+            let &(g, i) = a.pending.first()?;
+            Some((a.pending.len(), g, i, a.runner.clone()))
+        });
+        // A gone workflow's batches are acknowledged by the dispatcher itself, never enqueued.
+        let workflow_exists = self.shadow.actor_ns.contains(actor);
+        if let (Some((count, g, i, runner)), true) = (held, workflow_exists) {
+            if let Some(why) = self.early_drop(at, conn, actor) {
+                let detail = format!(
+                    "the demuxer queue of {actor} on {conn} was removed {why}, holding {count} \
+                     accepted event(s) never handed to the workflow (first: g{g} #{i}); \
+                     §4.3: a queue is never cancelled while it holds events"
+                );
+                self.flag(names::L3, at, Some(actor), Some(&runner), detail);
             }
         }
         self.forget_demux_queue(conn, actor);
